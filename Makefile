@@ -1,0 +1,57 @@
+# autodiscover-guard — the two commands a new user needs are `make run` and `make test`.
+# Both create .venv at the repository root when it is missing and install the project into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# A second interpreter line (mitmproxy 12.x needs Python >= 3.12); tested when present.
+PY312  ?= $(shell command -v python3.12 2>/dev/null)
+VENV312 ?= .venv312
+
+.PHONY: venv run test test-fast test312 lint typecheck bench fuzz clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: start the guarding proxy on 127.0.0.1:8080 with the shipped default policy
+run: venv
+	$(BIN)/autodiscover-guard run --mode workstation
+
+## test: the whole suite (unit, property, end-to-end, lint, types), then again on Python 3.12 if present
+test: venv
+	$(BIN)/python -m pytest
+	@if [ -n "$(PY312)" ]; then $(MAKE) --no-print-directory test312; \
+	else echo "python3.12 not found: skipped the mitmproxy 12.x run"; fi
+
+test312:
+	test -x $(VENV312)/bin/python || $(PY312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install -q --upgrade pip
+	$(VENV312)/bin/python -m pip install -q -e '.[test]'
+	$(VENV312)/bin/python -m pytest -p no:cacheprovider
+
+## test-fast: everything but the end-to-end tests
+test-fast: venv
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+## bench: benchmarks (not part of the suite); prints a report
+bench: venv
+	$(BIN)/python -m bench
+
+## fuzz: a longer hypothesis run over every parser and the normaliser
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) $(VENV312) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,133 @@
+"""Judging one answer: detect, parse, normalise, apply the rules, and fold findings into a Decision.
+
+This is the one place where exceptions become decisions: untrusted-input errors are the
+`malformed` rule, anything else is `internal-error` handled by the policy's `on_error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from guard import rules
+from guard.errors import UntrustedInputError
+from guard.formats import Format, detect
+from guard.model import Action, Decision, Finding, Parsed, Reply, Suggestion
+from guard.names import InvalidHost, User, target_of
+from guard.policy import Policy, RuleAction
+
+# What a client gets when the guard cannot tell the format: a plain refusal.
+GENERIC_BLOCK = Reply(403, "text/plain; charset=utf-8", b"Blocked by autodiscover-guard.\n")
+
+_SEVERITY = {RuleAction.OFF: 0, RuleAction.WARN: 1, RuleAction.REWRITE: 2, RuleAction.BLOCK: 3}
+_ACTION = {0: Action.ALLOW, 1: Action.WARN, 2: Action.REWRITE, 3: Action.BLOCK}
+
+
+def judge(
+    body: bytes,
+    user: User | None,
+    policy: Policy,
+    *,
+    fmt: Format | None = None,
+    url: str = "",
+    content_type: str = "",
+    extra: Sequence[Suggestion] = (),
+) -> Decision:
+    """Judge one answer for one user under one policy. Never raises.
+
+    Args:
+        body: the decoded response body.
+        user: whom the answer is for; None when the adapter could not tell (ownership rules are
+            then skipped and the decision notes it).
+        fmt: the format, when the caller knows it; otherwise detected from body, URL, type.
+        extra: suggestions found outside the body (AutoDetect's debug headers); judged like the
+            body's, removed by dropping the format's sensitive headers.
+    """
+    try:
+        fmt = fmt or detect(body, url, content_type)
+        if fmt is None:
+            finding = Finding(rules.MALFORMED, "", "(document)", "not a recognised discovery answer")
+            return _decide("unknown", (finding,), (), policy, None, body)
+        try:
+            parsed = fmt.parse(body)
+        except UntrustedInputError as exc:
+            finding = Finding(rules.MALFORMED, "", "(document)", f"{fmt.name}: {exc}")
+            return _decide(fmt.name, (finding,), (), policy, fmt, body)
+        findings = _findings(parsed, tuple(extra), user, policy)
+        return _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
+    except Exception as exc:  # noqa: BLE001 - the single place internal errors become decisions
+        return _internal_error(exc, policy, fmt)
+
+
+def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None, policy: Policy) -> list[Finding]:
+    found: list[Finding] = []
+    if user is not None:
+        reserved = rules.reserved_user_domain(user)
+        if reserved is not None:
+            found.append(reserved)
+    for suggestion in parsed.suggestions + extra:
+        try:
+            target = target_of(suggestion, user) if user is not None else target_of(suggestion, _NOBODY)
+        except InvalidHost as exc:
+            found.append(Finding(rules.MALFORMED, suggestion.value.strip()[:253], suggestion.field, str(exc),
+                                 suggestion=suggestion))
+            continue
+        subject = rules.Subject(suggestion, target, user)
+        hard = rules.reserved_domain(subject) or rules.ip_literal(subject)
+        if hard is not None:
+            found.append(hard)
+        else:
+            foreign = rules.foreign_host(subject, policy.trust)
+            if foreign is not None:
+                found.append(foreign)
+        for soft in (rules.idn_lookalike(subject), rules.plaintext(subject)):
+            if soft is not None:
+                found.append(soft)
+    return found
+
+
+# Placeholders in answers judged without a known user expand to a name that is never owned.
+_NOBODY = User("unknown@unknown.invalid", "unknown", "unknown.invalid", "unknown.invalid")
+
+
+def _decide(
+    name: str,
+    findings: Sequence[Finding],
+    suggestions: tuple[Suggestion, ...],
+    policy: Policy,
+    fmt: Format | None,
+    body: bytes,
+    parsed: Parsed | None = None,
+) -> Decision:
+    kept = [f for f in findings if policy.action_for(f.rule) is not RuleAction.OFF]
+    level = max((_SEVERITY[policy.action_for(f.rule)] for f in kept), default=0)
+    action = _ACTION[level]
+    notes: tuple[str, ...] = ()
+    rewritten: bytes | None = None
+    if action is Action.REWRITE:
+        drop = [f.suggestion for f in kept if policy.action_for(f.rule) is RuleAction.REWRITE]
+        if fmt is None or parsed is None or any(s is None for s in drop):
+            action = Action.BLOCK
+        else:
+            in_body = [s for s in drop if s in parsed.suggestions and s is not None]
+            rewritten = fmt.rewrite(body, parsed, in_body) if in_body else body
+            if rewritten is None:
+                action = Action.BLOCK
+                notes = ("no safe remainder after removing the offending suggestions",)
+    reply = None
+    drop_headers: tuple[str, ...] = ()
+    if action is Action.BLOCK:
+        reply = fmt.block() if fmt is not None else GENERIC_BLOCK
+    if action in (Action.BLOCK, Action.REWRITE) and fmt is not None:
+        drop_headers = fmt.sensitive_headers
+    return Decision(name, action, tuple(kept), suggestions, reply, rewritten if action is Action.REWRITE else None,
+                    drop_headers, notes)
+
+
+def _internal_error(exc: Exception, policy: Policy, fmt: Format | None) -> Decision:
+    finding = Finding(rules.INTERNAL_ERROR, "", "(guard)", f"internal error: {type(exc).__name__}: {exc}")
+    if policy.on_error is Action.ALLOW:
+        return Decision(fmt.name if fmt else "unknown", Action.ALLOW, (finding,),
+                        notes=("on_error: allow — answer passed unjudged",))
+    reply = fmt.block() if fmt is not None else GENERIC_BLOCK
+    return Decision(fmt.name if fmt else "unknown", Action.BLOCK, (finding,), reply=reply,
+                    drop_headers=fmt.sensitive_headers if fmt else ())

@@ -1,0 +1,146 @@
+"""Wire formats: one module per format behind one small interface.
+
+Each module builds a `Format` from three functions:
+
+* `parse(body) -> Parsed` reads the *whole* document or raises `UntrustedInputError`
+  (clients act on fragments, so a partial parse is never returned);
+* `rewrite(body, parsed, drop) -> bytes | None` returns the body without the dropped
+  suggestions, still valid for the format, or None when nothing safe would remain;
+* `block() -> Reply` is the answer that makes a client stop or fall back to manual set-up.
+
+`detect` picks the module from the body first (root element, JSON keys) and from the URL and
+content type when the body is too broken to say.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from guard.model import Parsed, Reply, Suggestion
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """One wire format's parse/rewrite/block triple."""
+
+    name: str
+    parse: Callable[[bytes], Parsed]
+    rewrite: Callable[[bytes, Parsed, Sequence[Suggestion]], bytes | None]
+    block: Callable[[], Reply]
+    # response headers that repeat suggestions (AutoDetect's debug/feedback headers): removed
+    # whenever the guard rewrites or blocks, so hosts cannot leak around the body
+    sensitive_headers: tuple[str, ...] = ()
+
+
+def _registry() -> dict[str, Format]:
+    from guard.formats import adv2, autoconfig, autodetect, mobileconfig, mobilesync, pox, soap, srv
+
+    mods = (pox, mobilesync, soap, adv2, autodetect, autoconfig, srv, mobileconfig)
+    return {m.FORMAT.name: m.FORMAT for m in mods}
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def formats() -> dict[str, Format]:
+    """All formats by name (`pox`, `mobilesync`, `soap`, `adv2`, `autodetect`, `autoconfig`, `srv`, `mobileconfig`)."""
+    if not _FORMATS:
+        _FORMATS.update(_registry())
+    return _FORMATS
+
+
+def by_name(name: str) -> Format:
+    """The format called `name`; raises KeyError with the known names."""
+    try:
+        return formats()[name]
+    except KeyError:
+        raise KeyError(f"unknown format {name!r}; known: {', '.join(sorted(formats()))}") from None
+
+
+# First start tag after the prolog, comments and DOCTYPE: optional prefix, local name.
+_ROOT = re.compile(rb"<(?![?!])(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
+_JSON_KEY = re.compile(rb'"(protocols|services|Protocol|Url|ErrorCode|Answer|Question|Status)"\s*:')
+_XML_ROOTS = {
+    b"envelope": "soap",
+    b"clientconfig": "autoconfig",
+    b"emailprovider": "autoconfig",  # a v1.1 file that lost its clientConfig wrapper: judged, then malformed
+    b"plist": "mobileconfig",
+}
+_JSON_KEYS = {
+    b"protocols": "autodetect",
+    b"services": "autodetect",
+    b"Answer": "srv",
+    b"Question": "srv",
+    b"Status": "srv",
+    b"Protocol": "adv2",
+    b"Url": "adv2",
+    b"ErrorCode": "adv2",
+}
+# (substring of the lower-cased URL path, format), checked in order
+_URL_HINTS = (
+    ("autodiscover.json", "adv2"),
+    ("autodiscover.svc", "soap"),
+    ("/autodetect", "autodetect"),
+    ("/detect", "autodetect"),
+    ("autodiscover.xml", "pox"),
+    ("config-v1.1.xml", "autoconfig"),
+    ("/autoconfig", "autoconfig"),
+    ("mobileconfig", "mobileconfig"),
+    ("/dns-query", "srv"),
+    ("/resolve", "srv"),
+)
+_TYPE_HINTS = (("application/x-apple-aspen-config", "mobileconfig"), ("application/dns-json", "srv"))
+_SNIFF_BYTES = 4096
+
+
+def _head(body: bytes) -> bytes:
+    head = body[:_SNIFF_BYTES]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with BOM: sniff the decoded text
+        try:
+            return head.decode("utf-16", errors="ignore").encode("utf-8", errors="ignore")
+        except UnicodeError:
+            return b""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()
+
+
+def sniff_body(body: bytes) -> str | None:
+    """The format a body's own first bytes claim, or None."""
+    head = _head(body)
+    if head.startswith(b"<"):
+        root = _ROOT.search(head)
+        if root is None:
+            return None
+        local = root.group(1).lower()
+        if local == b"autodiscover":
+            return "mobilesync" if b"/mobilesync/" in head else "pox"
+        return _XML_ROOTS.get(local)
+    if head.startswith((b"{", b"[")):
+        for match in _JSON_KEY.finditer(head):
+            return _JSON_KEYS[match.group(1)]
+    if head.startswith(b"0") and b"<plist" in body[:_SNIFF_BYTES * 4]:  # CMS-signed profile (DER)
+        return "mobileconfig"
+    return None
+
+
+def hint(url: str = "", content_type: str = "") -> str | None:
+    """The format a request URL or response content type suggests, or None."""
+    path = url.split("?", 1)[0].lower()
+    for needle, name in _URL_HINTS:
+        if needle in path:
+            return name
+    ctype = content_type.lower()
+    for needle, name in _TYPE_HINTS:
+        if needle in ctype:
+            return name
+    return None
+
+
+def detect(body: bytes, url: str = "", content_type: str = "") -> Format | None:
+    """The format of an answer: the body decides; URL and content type only break ties.
+
+    Returns None when neither the body nor the request looks like discovery at all.
+    """
+    name = sniff_body(body) or hint(url, content_type)
+    return None if name is None else by_name(name)

@@ -1,0 +1,236 @@
+"""Turning what a document says into the host a client would really contact.
+
+Every trick here has fooled a real parser: placeholders judged raw, `mail.contoso.com@evil.net`
+read as a contoso host, `0x7f.0.0.1` not recognised as loopback, `IMAP.Contoso.COM.` not matching
+`contoso.com`, and Unicode look-alikes compared as text. See research/formats.md §8.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import idna
+
+from guard.model import Suggestion, Transport, ValueKind
+from guard.reserved import IPAddress
+
+_LDH_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_GUID_AT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}@", re.IGNORECASE)
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_HOST_PORT = re.compile(r"^(.*[^:]):(\d{1,5})$")
+_URL_JUNK = str.maketrans({"\t": None, "\n": None, "\r": None})
+
+
+class InvalidHost(ValueError):
+    """A value that does not name a host a resolver would accept."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """The mail user the answer is for: their address as given and their domain, normalised."""
+
+    address: str
+    local: str
+    domain: str  # A-labels, lower case, no trailing dot
+    display: str  # Unicode form, for humans
+
+    @classmethod
+    def from_address(cls, address: str) -> User:
+        """Parse `local@domain`; raises InvalidHost when the domain is not a host name."""
+        local, sep, domain = address.strip().rpartition("@")
+        if not sep or not local or not domain:
+            raise InvalidHost(f"not an e-mail address: {address!r}")
+        ascii_domain = normalise_host(domain)
+        if parse_ip(ascii_domain) is not None:
+            raise InvalidHost(f"address literal domains are not supported: {address!r}")
+        return cls(address.strip(), local, ascii_domain, to_unicode(ascii_domain))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The host a suggestion makes the client contact, and how."""
+
+    host: str  # A-labels, or the canonical text of an IP literal
+    display: str  # Unicode form
+    ip: IPAddress | None
+    transport: Transport
+    userinfo: bool = False  # URL carried `user@` before the host: a classic confusion trick
+
+
+def expand_placeholders(value: str, user: User) -> str:
+    """Replace the placeholders clients expand (Mozilla `%EMAIL…%`, providers.xml `$…`, AutoDetect `{email}`)."""
+    if "%" not in value and "$" not in value and "{" not in value:
+        return value
+    domain = user.domain
+    pairs = (
+        ("%EMAILADDRESS%", user.address),
+        ("%EMAILLOCALPART%", user.local),
+        ("%EMAILDOMAIN%", domain),
+        ("%EMAILADDRESS", user.address),  # the ISPDB's office365.com file lacks the final %
+        ("$email", user.address),
+        ("$user", user.local),
+        ("$domain", domain),
+        ("{email}", user.address),
+    )
+    for placeholder, replacement in pairs:
+        value = value.replace(placeholder, replacement)
+    return value
+
+
+@lru_cache(maxsize=8192)
+def normalise_host(raw: str) -> str:
+    """Strip, drop one trailing dot, lower-case and IDNA-encode (UTS 46) to A-labels.
+
+    IP literals come back in canonical text form. Raises InvalidHost for anything a resolver
+    would not accept as a name.
+    """
+    host = raw.strip().removesuffix(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise InvalidHost("empty host")
+    ip = parse_ip(host)
+    if ip is not None:
+        return str(ip)
+    if host.isascii():
+        host = host.lower()
+        labels = host.split(".")
+        if all(_LDH_LABEL.match(label) for label in labels) and len(host) <= 253:
+            if any(label.startswith("xn--") for label in labels):
+                _check_a_labels(host)
+            return host
+        raise InvalidHost(f"not a valid host name: {raw.strip()!r}")
+    try:
+        encoded: bytes = idna.encode(host, uts46=True, transitional=False)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidHost(f"not a valid internationalised host name: {raw.strip()!r} ({exc})") from None
+    return encoded.decode("ascii")
+
+
+def _check_a_labels(host: str) -> None:
+    try:
+        idna.decode(host)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidHost(f"invalid punycode label in {host!r} ({exc})") from None
+
+
+@lru_cache(maxsize=8192)
+def to_unicode(host: str) -> str:
+    """Display form of a normalised host (U-labels); the input when it has no punycode."""
+    if "xn--" not in host:
+        return host
+    try:
+        decoded: str = idna.decode(host)
+    except (idna.IDNAError, UnicodeError):
+        return host
+    return decoded
+
+
+def parse_ip(host: str) -> IPAddress | None:
+    """An IP literal in any form a resolver accepts, or None for a host name.
+
+    Besides dotted quads and IPv6 this takes the inet_aton forms glibc's getaddrinfo resolves:
+    `127.1`, `2130706433`, `0x7f.0.0.1`, `0177.0.0.1`. A name whose last label is numeric is an
+    address attempt (WHATWG URL §host parsing) and raises InvalidHost when it is not a valid one.
+    """
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise InvalidHost(f"not a valid IPv6 literal: {host!r}") from None
+    labels = host.lower().split(".")
+    if not _NUMERIC_LABEL.match(labels[-1]):
+        return None
+    if len(labels) > 4 or not all(_NUMERIC_LABEL.match(label) for label in labels):
+        raise InvalidHost(f"numeric host that is not a valid IPv4 address: {host!r}")
+    parts = [_inet_aton_part(label, host) for label in labels]
+    *head, last = parts
+    if any(p > 255 for p in head) or last >= 256 ** (5 - len(parts)):
+        raise InvalidHost(f"IPv4 literal out of range: {host!r}")
+    value = last
+    for i, part in enumerate(head):
+        value += part << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+def _inet_aton_part(label: str, host: str) -> int:
+    try:
+        if label.startswith("0x"):
+            return int(label[2:] or "0", 16)
+        if len(label) > 1 and label.startswith("0"):
+            return int(label, 8)
+        return int(label)
+    except ValueError:
+        raise InvalidHost(f"numeric host that is not a valid IPv4 address: {host!r}") from None
+
+
+def target_of(suggestion: Suggestion, user: User) -> Target:
+    """Where the client goes for this suggestion; raises InvalidHost when it cannot be told."""
+    raw = expand_placeholders(suggestion.value, user).strip()
+    if suggestion.kind is ValueKind.EMAIL:
+        _local, sep, domain = raw.rpartition("@")
+        if not sep:
+            raise InvalidHost(f"redirect address without a domain: {raw!r}")
+        return _target(domain, suggestion.transport)
+    if suggestion.kind is ValueKind.URL or "://" in raw:
+        return _url_target(raw, suggestion.transport)
+    if raw.lower().startswith("msstd:"):  # CertPrincipalName, MS-OXDSCLI §2.2.4.1.1.2.9
+        raw = raw[6:]
+    if _GUID_AT.match(raw):  # Exchange 2013+ EXCH/EXHTTP Server: <mailbox GUID>@<SMTP domain>
+        raw = raw.split("@", 1)[1]
+    port = _HOST_PORT.match(raw)
+    if port and ":" not in port.group(1):
+        raw = port.group(1)
+    return _target(raw, suggestion.transport)
+
+
+def _target(raw: str, transport: Transport, userinfo: bool = False) -> Target:
+    host = normalise_host(raw)
+    ip = parse_ip(host) if (":" in host or host[-1:].isdigit()) else None
+    return Target(host, host if ip else to_unicode(host), ip, transport, userinfo)
+
+
+def _url_target(raw: str, transport: Transport) -> Target:
+    # WHATWG URL parsing (what browsers and most HTTP stacks do): tabs and newlines are removed
+    # and, for http(s), a backslash is a path separator — `https://evil.net\@good.com/` is evil.net.
+    text = raw.translate(_URL_JUNK)
+    scheme = text.split(":", 1)[0].lower()
+    if scheme in ("http", "https", "ws", "wss"):
+        text = text.replace("\\", "/")
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname
+        _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise InvalidHost(f"unparseable URL {raw!r} ({exc})") from None
+    if not hostname:
+        raise InvalidHost(f"URL without a host: {raw!r}")
+    if parts.scheme == "http":
+        transport = Transport.PLAIN
+    elif parts.scheme == "https" and transport is Transport.UNKNOWN:
+        transport = Transport.TLS
+    return _target(hostname, transport, userinfo="@" in parts.netloc)
+
+
+# Latin look-alikes from Unicode's confusables.txt (UTS #39) for the scripts phishing uses most:
+# Cyrillic, Greek and a few Latin extensions. Fullwidth and compatibility forms fold by NFKC first.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "в": "b", "с": "c", "ԁ": "d", "е": "e", "ё": "e", "һ": "h", "і": "i", "ї": "i", "ј": "j",
+    "к": "k", "ӏ": "l", "м": "m", "н": "h", "о": "o", "р": "p", "ԛ": "q", "ѕ": "s", "т": "t", "ц": "u",
+    "ѵ": "v", "ԝ": "w", "х": "x", "у": "y", "ү": "y", "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i",
+    "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ω": "w", "ı": "i",
+    "ɡ": "g", "ɑ": "a", "ⅼ": "l", "ǀ": "l", "ℓ": "l",
+})
+
+
+@lru_cache(maxsize=4096)
+def skeleton(text: str) -> str:
+    """A crude UTS #39 skeleton: NFKC, case-fold, strip marks, map confusables to Latin."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    bare = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return bare.translate(_CONFUSABLES)

@@ -1,0 +1,320 @@
+"""Policies: YAML files parsed once into frozen, typed objects.
+
+No raw dict travels past this module. Every error names `file:line:column` and what is wrong;
+unknown keys, duplicate keys and YAML aliases are errors, because a typo in a security policy
+must never silently mean "default".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from guard._yaml import Located, load_located
+from guard.errors import GuardError, PolicyError
+from guard.model import Action
+from guard.names import InvalidHost, normalise_host
+from guard.ownership import Trust, TrustEntry
+
+POLICY_VERSION = 1
+
+RULES: tuple[str, ...] = (
+    "reserved-user-domain",
+    "reserved-domain",
+    "ip-literal",
+    "foreign-host",
+    "idn-lookalike",
+    "plaintext",
+    "malformed",
+)
+
+
+class Mode(StrEnum):
+    """Enforce changes answers; audit only logs what enforce would have done."""
+
+    ENFORCE = "enforce"
+    AUDIT = "audit"
+
+
+class RuleAction(StrEnum):
+    """What the policy does when a rule fires."""
+
+    BLOCK = "block"
+    REWRITE = "rewrite"
+    WARN = "warn"
+    OFF = "off"
+
+
+DEFAULT_ACTIONS: Mapping[str, RuleAction] = MappingProxyType({
+    "reserved-user-domain": RuleAction.BLOCK,
+    "reserved-domain": RuleAction.REWRITE,
+    "ip-literal": RuleAction.REWRITE,
+    "foreign-host": RuleAction.REWRITE,
+    "idn-lookalike": RuleAction.REWRITE,
+    "plaintext": RuleAction.WARN,
+    "malformed": RuleAction.BLOCK,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on what the guard reads from the network (see docs/policy.md for the rationale)."""
+
+    max_body_bytes: int = 1024 * 1024  # wire bytes of one answer (and of a request body read)
+    max_decoded_bytes: int = 1024 * 1024  # after Content-Encoding; stops decompression bombs
+    max_redirects: int = 10  # MS-OXDSCLI: clients "should stop redirecting after 10 redirects"
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """What the decision log may reveal."""
+
+    hash_local_part: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A loaded policy: the one object rules and adapters consult."""
+
+    path: str
+    revision: str
+    mode: Mode = Mode.ENFORCE
+    on_error: Action = Action.BLOCK
+    actions: Mapping[str, RuleAction] = field(default_factory=lambda: DEFAULT_ACTIONS)
+    trust: Trust = field(default_factory=Trust)
+    limits: Limits = field(default_factory=Limits)
+    log: LogSettings = field(default_factory=LogSettings)
+    discovery_hosts: tuple[str, ...] = ()
+
+    def action_for(self, rule: str) -> RuleAction:
+        """The configured action for a rule id."""
+        return self.actions.get(rule, RuleAction.BLOCK)
+
+
+def shipped_policy_dir() -> Path:
+    """The `policies/` folder shipped with the project."""
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
+def default_policy_path() -> Path:
+    """The workstation default policy."""
+    return shipped_policy_dir() / "default.yaml"
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, validate and index a policy file and the provider maps it includes.
+
+    Raises:
+        PolicyError: with file, line, column and reason for any problem.
+    """
+    path = Path(path)
+    text, digest = _read(path)
+    root = _mapping(load_located(text, str(path)), _POLICY_KEYS)
+    version = root.get("version")
+    if version is None or version.value != POLICY_VERSION:
+        where = version or Located(None, str(path), 1, 1)
+        raise where.error(f"'version: {POLICY_VERSION}' is required")
+    entries: list[TrustEntry] = []
+    for include in _strings(root.get("providers")):
+        include_path = path.parent / include.value
+        if not include_path.is_file():
+            raise include.error(f"provider map not found: {include_path}")
+        include_text, include_digest = _read(include_path)
+        digest.update(include_digest.digest())
+        entries.extend(_provider_map(load_located(include_text, str(include_path))))
+    for item in _list(root.get("allow")):
+        entries.append(_allow_entry(item))
+    if "provider_db" in root and root["provider_db"].value is not None:
+        db = root["provider_db"]
+        folder = path.parent / _str(db)
+        if not folder.is_dir():
+            raise db.error(f"provider_db folder not found: {folder}")
+        entries.extend(_provider_db(folder, digest))
+    return Policy(
+        path=str(path),
+        revision=digest.hexdigest()[:12],
+        mode=_enum(root.get("mode"), Mode, Mode.ENFORCE),
+        on_error=_on_error(root.get("on_error")),
+        actions=MappingProxyType(_actions(root.get("rules"))),
+        trust=Trust.build(entries),
+        limits=_limits(root.get("limits")),
+        log=_log(root.get("log")),
+        discovery_hosts=tuple(_host(h) for h in _strings(root.get("discovery_hosts"))),
+    )
+
+
+_POLICY_KEYS = frozenset({
+    "version", "mode", "on_error", "rules", "providers", "provider_db", "allow", "limits", "log",
+    "discovery_hosts", "description",
+})
+
+
+def _read(path: Path) -> tuple[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy: {exc.strerror or exc}", str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"not UTF-8 (byte {exc.start})", str(path)) from None
+    return text, hashlib.sha256(data)
+
+
+def _mapping(node: Located | None, allowed: frozenset[str]) -> dict[str, Located]:
+    if node is None:
+        return {}
+    if not isinstance(node.value, dict):
+        raise node.error("expected a mapping")
+    for key, value in node.value.items():
+        if key not in allowed:
+            raise value.error(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
+    return dict(node.value)
+
+
+def _list(node: Located | None) -> list[Located]:
+    if node is None or node.value is None:
+        return []
+    if not isinstance(node.value, list):
+        raise node.error("expected a list")
+    return list(node.value)
+
+
+def _str(node: Located) -> str:
+    if not isinstance(node.value, str) or not node.value.strip():
+        raise node.error("expected a non-empty string")
+    return node.value.strip()
+
+
+def _strings(node: Located | None) -> list[Located]:
+    items = _list(node)
+    for item in items:
+        _str(item)
+    return items
+
+
+def _int(node: Located, minimum: int) -> int:
+    if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < minimum:
+        raise node.error(f"expected an integer ≥ {minimum}")
+    return node.value
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _enum(node: Located | None, kind: type[_E], default: _E) -> _E:
+    if node is None:
+        return default
+    try:
+        return kind(_str(node))
+    except ValueError:
+        raise node.error(f"expected one of: {', '.join(m.value for m in kind)}") from None
+
+
+def _on_error(node: Located | None) -> Action:
+    if node is None:
+        return Action.BLOCK
+    value = _str(node)
+    if value not in ("block", "allow"):
+        raise node.error("expected 'block' or 'allow'")
+    return Action(value)
+
+
+def _actions(node: Located | None) -> dict[str, RuleAction]:
+    actions = dict(DEFAULT_ACTIONS)
+    for rule, value in _mapping(node, frozenset(RULES)).items():
+        actions[rule] = _enum(value, RuleAction, RuleAction.BLOCK)
+    if actions["reserved-user-domain"] is RuleAction.REWRITE:
+        raise (node or Located(None, "", 0, 0)).error(
+            "reserved-user-domain cannot be 'rewrite': no suggestion for a reserved domain is legitimate"
+        )
+    return actions
+
+
+def _limits(node: Located | None) -> Limits:
+    keys = _mapping(node, frozenset({"max_body_bytes", "max_decoded_bytes", "max_redirects"}))
+    base = Limits()
+    return Limits(
+        max_body_bytes=_int(keys["max_body_bytes"], 1024) if "max_body_bytes" in keys else base.max_body_bytes,
+        max_decoded_bytes=(
+            _int(keys["max_decoded_bytes"], 1024) if "max_decoded_bytes" in keys else base.max_decoded_bytes
+        ),
+        max_redirects=_int(keys["max_redirects"], 0) if "max_redirects" in keys else base.max_redirects,
+    )
+
+
+def _log(node: Located | None) -> LogSettings:
+    keys = _mapping(node, frozenset({"hash_local_part"}))
+    if "hash_local_part" in keys:
+        value = keys["hash_local_part"]
+        if not isinstance(value.value, bool):
+            raise value.error("expected true or false")
+        return LogSettings(hash_local_part=value.value)
+    return LogSettings()
+
+
+def _host(node: Located) -> str:
+    try:
+        return normalise_host(_str(node))
+    except InvalidHost as exc:
+        raise node.error(str(exc)) from None
+
+
+def _domain_pattern(node: Located) -> str:
+    text = _str(node).lower()
+    if text == "*":
+        return text
+    if text.startswith("*."):
+        return "*." + _host(Located(text[2:], node.path, node.line, node.column))
+    if text.endswith(".*"):
+        label = text[:-2]
+        if "." in label or not label:
+            raise node.error("a brand pattern is one label followed by '.*', e.g. 'hotmail.*'")
+        return _host(Located(label, node.path, node.line, node.column))[:63] + ".*"
+    return _host(node)
+
+
+def _entry(node: Located, name_key: str, domains_key: str, extra: frozenset[str]) -> TrustEntry:
+    keys = _mapping(node, frozenset({name_key, "source", domains_key, "hosts", "note"}) | extra)
+    for required in (name_key, domains_key, "hosts"):
+        if required not in keys:
+            raise node.error(f"missing key {required!r}")
+    domains = tuple(_domain_pattern(d) for d in _strings(keys[domains_key]))
+    hosts = tuple(_host(h) for h in _strings(keys["hosts"]))
+    if not domains or not hosts:
+        raise node.error(f"{domains_key!r} and 'hosts' must not be empty")
+    for host_node, host in zip(_list(keys["hosts"]), hosts, strict=True):
+        if "." not in host:
+            raise host_node.error("a trusted host must be a domain, not a bare top-level label")
+    source = _str(keys["source"]) if "source" in keys else node.path
+    return TrustEntry(_str(keys[name_key]), source, domains, hosts, weak="*" in domains)
+
+
+def _provider_map(root: Located) -> list[TrustEntry]:
+    keys = _mapping(root, frozenset({"version", "providers", "description"}))
+    if "version" not in keys or keys["version"].value != POLICY_VERSION:
+        raise root.error(f"'version: {POLICY_VERSION}' is required")
+    return [_entry(item, "name", "domains", frozenset({"mx"})) for item in _list(keys.get("providers"))]
+
+
+def _allow_entry(node: Located) -> TrustEntry:
+    return _entry(node, "name", "users", frozenset())
+
+
+def _provider_db(folder: Path, digest: Any) -> list[TrustEntry]:
+    """Map entries from an operator-supplied folder of clientConfig files (an ISPDB checkout)."""
+    from guard.provider_db import read_provider_db  # noqa: PLC0415 - optional feature, heavy import
+
+    try:
+        found = read_provider_db(folder)
+    except GuardError as exc:
+        raise PolicyError(str(exc), str(folder)) from None
+    for entry in found:
+        digest.update(repr(entry).encode())
+    return found
+
