@@ -229,10 +229,10 @@ def _actions(node: Located | None) -> dict[str, RuleAction]:
     actions = dict(DEFAULT_ACTIONS)
     for rule, value in _mapping(node, frozenset(RULES)).items():
         actions[rule] = _enum(value, RuleAction, RuleAction.BLOCK)
-    if actions["reserved-user-domain"] is RuleAction.REWRITE:
-        raise (node or Located(None, "", 0, 0)).error(
-            "reserved-user-domain cannot be 'rewrite': no suggestion for a reserved domain is legitimate"
-        )
+        if rule == "reserved-user-domain" and actions[rule] is RuleAction.REWRITE:
+            raise value.error(
+                "reserved-user-domain cannot be 'rewrite': no suggestion for a reserved domain is legitimate"
+            )
     return actions
 
 

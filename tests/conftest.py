@@ -1,0 +1,65 @@
+"""Shared test helpers: fixture paths, the shipped policies, and the fixture index table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from guard.policy import Policy, load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = ROOT.parent / "shared"
+
+settings.register_profile("default", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=20_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@dataclass(frozen=True)
+class IndexedFixture:
+    """One row of tests/fixtures/INDEX.md."""
+
+    file: str
+    user: str
+    verdict: str  # allow | violation
+    rules: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return FIXTURES / self.file
+
+    @property
+    def format(self) -> str:
+        return self.file.split("__", 1)[0]
+
+
+_ROW = re.compile(r"^\| (\S+\.(?:xml|json)) \| (\S+@\S+) \| ([^|]+) \|")
+
+
+def indexed_fixtures() -> list[IndexedFixture]:
+    """Parse the expected verdicts from the fixture index (the copy under tests/fixtures)."""
+    rows = []
+    for line in (FIXTURES / "INDEX.md").read_text(encoding="utf-8").splitlines():
+        match = _ROW.match(line)
+        if not match:
+            continue
+        file, user, expected = match.groups()
+        expected = expected.strip()
+        if expected.startswith("allow"):
+            rows.append(IndexedFixture(file, user, "allow", ()))
+        else:
+            rules = tuple(r.strip() for r in expected.removeprefix("violation:").split(","))
+            rows.append(IndexedFixture(file, user, "violation", rules))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def default_policy() -> Policy:
+    return load_policy(ROOT / "policies" / "default.yaml")

@@ -1,0 +1,131 @@
+"""The engine on every fixture: the verdicts INDEX.md promises, and how findings become actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.engine import judge
+from guard.formats import by_name
+from guard.model import Action
+from guard.names import User, target_of
+from guard.policy import Policy, load_policy
+from tests.conftest import FIXTURES, IndexedFixture, indexed_fixtures
+
+CASES = indexed_fixtures()
+
+
+def test_the_index_lists_every_fixture_file() -> None:
+    listed = {case.file for case in CASES}
+    on_disk = {p.name for p in FIXTURES.iterdir() if p.suffix in (".xml", ".json")}
+    assert listed == on_disk
+    assert len(CASES) == 66
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.file)
+def test_fixture_is_judged_as_the_index_says(case: IndexedFixture, default_policy: Policy) -> None:
+    decision = judge(case.path.read_bytes(), User.from_address(case.user), default_policy)
+    assert decision.format == case.format
+    assert decision.verdict == case.verdict, decision.findings
+    assert set(case.rules) <= set(decision.rules), decision.findings
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.verdict == "violation"], ids=lambda c: c.file)
+def test_enforcement_output_keeps_no_offending_host(case: IndexedFixture, default_policy: Policy) -> None:
+    """A rewrite re-parses without the offending hosts and with the benign ones; a block carries none."""
+    user = User.from_address(case.user)
+    decision = judge(case.path.read_bytes(), user, default_policy)
+    fmt = by_name(decision.format)
+    offending = {f.host for f in decision.findings if f.suggestion is not None}
+    if decision.action is Action.REWRITE:
+        assert decision.body is not None
+        again = fmt.parse(decision.body)
+        kept = {target_of(s, user).host for s in again.suggestions}
+        assert not kept & offending
+        assert kept, "a rewrite must leave something usable"
+        assert judge(decision.body, user, default_policy, fmt=fmt).action in (Action.ALLOW, Action.WARN)
+    else:
+        assert decision.action is Action.BLOCK
+        assert decision.reply is not None
+        for host in offending:
+            assert host.encode() not in decision.reply.body
+
+
+def test_seed_incident_is_blocked_in_every_format(default_policy: Policy) -> None:
+    seeds = [c for c in CASES if "seed_example_com" in c.file]
+    assert {c.format for c in seeds} == {"pox", "mobilesync", "soap", "adv2", "autodetect", "autoconfig", "srv",
+                                         "mobileconfig"}
+    for case in seeds:
+        decision = judge(case.path.read_bytes(), User.from_address(case.user), default_policy)
+        assert decision.action is Action.BLOCK
+        assert decision.rules[0] == "reserved-user-domain"
+
+
+def test_microsoft_365_tenants_are_foreign_without_the_allowlist_entry(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("version: 1\n")
+    policy = load_policy(bare)
+    body = (FIXTURES / "pox__benign_m365.xml").read_bytes()
+    decision = judge(body, User.from_address("carol@fabrikam.com"), policy)
+    assert "foreign-host" in decision.rules
+
+
+def test_rules_switched_off_produce_no_findings(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nrules:\n  foreign-host: 'off'\n")
+    body = (FIXTURES / "pox__redirect_addr_foreign.xml").read_bytes()
+    decision = judge(body, User.from_address("alice@contoso.com"), load_policy(path))
+    assert decision.verdict == "allow"
+    assert decision.action is Action.ALLOW
+
+
+def test_warn_rules_are_reported_without_a_violation(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nrules:\n  ip-literal: warn\n")
+    body = (FIXTURES / "pox__ip_literal_private.xml").read_bytes()
+    decision = judge(body, User.from_address("alice@contoso.com"), load_policy(path))
+    assert decision.action is Action.WARN
+    assert decision.verdict == "allow"
+    assert "ip-literal" in decision.rules
+
+
+def test_rewrite_falls_back_to_block_when_a_redirect_is_the_offender(default_policy: Policy) -> None:
+    body = (FIXTURES / "pox__redirect_url_foreign.xml").read_bytes()
+    decision = judge(body, User.from_address("alice@contoso.com"), default_policy)
+    assert decision.action is Action.BLOCK
+    assert decision.notes
+
+
+def test_unknown_documents_are_malformed_and_blocked(default_policy: Policy) -> None:
+    decision = judge(b"hello", User.from_address("alice@contoso.com"), default_policy)
+    assert decision.format == "unknown"
+    assert decision.rules == ("malformed",)
+    assert decision.action is Action.BLOCK
+
+
+def test_internal_errors_fail_closed_by_default(default_policy: Policy) -> None:
+    broken = by_name("pox").__class__(name="pox", parse=_explode, rewrite=lambda *a: None, block=by_name("pox").block)
+    decision = judge(b"<x/>", User.from_address("alice@contoso.com"), default_policy, fmt=broken)
+    assert decision.action is Action.BLOCK
+    assert decision.rules == ("internal-error",)
+
+
+def test_internal_errors_pass_when_the_policy_says_on_error_allow(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\non_error: allow\n")
+    broken = by_name("pox").__class__(name="pox", parse=_explode, rewrite=lambda *a: None, block=by_name("pox").block)
+    decision = judge(b"<x/>", User.from_address("alice@contoso.com"), load_policy(path), fmt=broken)
+    assert decision.action is Action.ALLOW
+    assert decision.rules == ("internal-error",)
+
+
+def _explode(body: bytes) -> object:
+    raise RuntimeError("parser bug")
+
+
+def test_answers_judged_without_a_known_user_still_apply_the_hard_rules(default_policy: Policy) -> None:
+    body = (FIXTURES / "autodetect__ip_literal_private.json").read_bytes()
+    decision = judge(body, None, default_policy)
+    assert "ip-literal" in decision.rules
+    assert "foreign-host" not in decision.rules
