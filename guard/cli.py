@@ -186,8 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Proxy-side commands (run, pac, ca, replay) add themselves here; see guard.launch.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _proxy_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from guard import launch
+
+    return [launch.register]
+
+
+# Proxy-side commands (run, pac, ca, replay) register themselves through this hook.
+_EXTRA_COMMANDS = _proxy_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

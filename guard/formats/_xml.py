@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import xml.parsers.expat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
@@ -25,18 +24,20 @@ MAX_DEPTH = 64
 MAX_XML_BYTES = 1024 * 1024
 
 
-@dataclass(slots=True, eq=False)
 class Element:
     """One element: local name, namespace URI, attributes, direct text, children, byte span."""
 
-    tag: str
-    ns: str
-    attrib: dict[str, str]
-    start: int
-    end: int = -1
-    text: str = ""
-    children: list[Element] = field(default_factory=list)
-    parent: Element | None = None
+    __slots__ = ("attrib", "children", "end", "ns", "parent", "start", "tag", "text")
+
+    def __init__(self, tag: str, ns: str, attrib: dict[str, str], start: int, parent: Element | None) -> None:
+        self.tag = tag
+        self.ns = ns
+        self.attrib = attrib
+        self.start = start
+        self.end = -1
+        self.text = ""
+        self.children: list[Element] = []
+        self.parent = parent
 
     @property
     def span(self) -> tuple[int, int]:
@@ -105,7 +106,7 @@ class _Builder:
         parent = self.stack[-1] if self.stack else None
         if parent is None and self.root is not None:
             raise MalformedDocument("more than one root element")
-        element = Element(local, ns, attrs, self.parser.CurrentByteIndex, parent=parent)
+        element = Element(local, ns, attrs, self.parser.CurrentByteIndex, parent)
         if parent is None:
             self.root = element
         else:
@@ -118,7 +119,7 @@ class _Builder:
         if at == element.start:  # self-closing: the end event points at the start tag
             element.end = _tag_end(self.body, at)
         else:
-            element.end = self.body.index(b">", at) + 1 if self.body[at:at + 2] == b"</" else at
+            element.end = self.body.index(b">", at) + 1 if self.body.startswith(b"</", at) else at
 
     def data(self, text: str) -> None:
         if self.stack:

@@ -1,0 +1,1 @@
+"""Benchmarks for autodiscover-guard: `make bench` (or `python -m bench`). Not part of the test suite."""

@@ -1,0 +1,134 @@
+"""Proxy overhead: bare mitmdump vs mitmdump with the guard, interleaved rounds in one run.
+
+Both proxies run at once against the same loopback HTTPS upstream; rounds alternate A B A B so
+machine noise hits both sides alike. CPU is mitmdump's own utime+stime per request
+(/proc/<pid>/stat); latency is the client's wall time per request on a kept-alive connection.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import urllib3
+
+from bench.servers import Mitmdump, Upstream, make_ca, start_mitmdump
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+POX_REQUEST = (
+    b'<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+    b'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>alice@contoso.com</EMailAddress>'
+    b"<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+    b"</AcceptableResponseSchema></Request></Autodiscover>"
+)
+
+
+@dataclass
+class Side:
+    """Accumulated measurements for one proxy and one workload."""
+
+    cpu: float = 0.0
+    requests: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu / self.requests * 1000 if self.requests else 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000 if ordered else 0.0
+
+
+WORKLOADS = {
+    "POX POST (discovery)": ("post", "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"),
+    "AutoDetect GET (discovery)": ("get", "https://autodetect.contoso.com/autodetect/detect?app=bench"),
+    "plain GET (not discovery)": ("get", "https://www.contoso.com/index.html"),
+}
+
+
+def _round(proxy: Mitmdump, session: requests.Session, method: str, url: str, count: int, side: Side) -> None:
+    before = proxy.cpu_seconds()
+    for _ in range(count):
+        start = time.perf_counter()
+        if method == "post":
+            response = session.post(url, data=POX_REQUEST, headers={"Content-Type": "text/xml; charset=utf-8",
+                                                                     "X-Email": "alice@contoso.com"})
+        else:
+            response = session.get(url, headers={"X-Email": "alice@contoso.com"})
+        side.latencies.append(time.perf_counter() - start)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status_code} through port {proxy.port}")
+    side.cpu += proxy.cpu_seconds() - before
+    side.requests += count
+
+
+def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
+    """{workload: (bare, guard)} after `rounds` interleaved rounds of `per_round` requests each."""
+    urllib3.disable_warnings()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        names = ["autodiscover.contoso.com", "autodetect.contoso.com", "www.contoso.com"]
+        ca, leaf, key = make_ca(folder, names)
+        upstream = Upstream(leaf, key, {
+            "/autodiscover/autodiscover.xml": ("text/xml; charset=utf-8",
+                                               (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()),
+            "/autodetect/detect": ("application/json; charset=utf-8",
+                                   (FIXTURES / "autodetect__benign_own_domain.json").read_bytes().replace(
+                                       b"northwind-traders.co.uk", b"contoso.com")),
+            "/index.html": ("text/html", b"<html><body>" + b"x" * 2000 + b"</body></html>"),
+        })
+        bare = start_mitmdump(folder, ca, upstream.port, guard=False, name="bare")
+        guard = start_mitmdump(folder, ca, upstream.port, guard=True, name="guard")
+        results: dict[str, tuple[Side, Side]] = {}
+        try:
+            for workload, (method, url) in WORKLOADS.items():
+                sides = (Side(), Side())
+                sessions = []
+                for proxy in (bare, guard):
+                    session = requests.Session()
+                    session.proxies = {"https": f"http://127.0.0.1:{proxy.port}"}
+                    session.verify = str(folder / f"conf-{'bare' if proxy is bare else 'guard'}" /
+                                         "mitmproxy-ca-cert.pem")
+                    sessions.append(session)
+                    _round(proxy, session, method, url, 30, Side())  # warm-up: TLS, caches, imports
+                for _ in range(rounds):
+                    for index, proxy in enumerate((bare, guard)):
+                        _round(proxy, sessions[index], method, url, per_round, sides[index])
+                results[workload] = sides
+        finally:
+            bare.stop()
+            guard.stop()
+            upstream.close()
+    return results
+
+
+def rss_growth(flows: int = 10_000) -> tuple[int, int]:
+    """(RSS KiB after warm-up, RSS KiB after `flows` more judged discovery flows) for the guard."""
+    urllib3.disable_warnings()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ca, leaf, key = make_ca(folder, ["autodiscover.contoso.com"])
+        upstream = Upstream(leaf, key, {"/autodiscover/autodiscover.xml": (
+            "text/xml", (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())})
+        guard = start_mitmdump(folder, ca, upstream.port, guard=True, name="guard")
+        try:
+            session = requests.Session()
+            session.proxies = {"https": f"http://127.0.0.1:{guard.port}"}
+            session.verify = str(folder / "conf-guard" / "mitmproxy-ca-cert.pem")
+            side = Side()
+            _round(guard, session, "post", WORKLOADS["POX POST (discovery)"][1], 1000, side)
+            before = guard.rss_kib()
+            _round(guard, session, "post", WORKLOADS["POX POST (discovery)"][1], flows, side)
+            return before, guard.rss_kib()
+        finally:
+            guard.stop()
+            upstream.close()
+
+
+def median_ratio(guard: Side, bare: Side) -> float:
+    """guard/bare CPU per request."""
+    return guard.cpu_ms_per_request() / bare.cpu_ms_per_request() if bare.cpu_ms_per_request() else float("nan")
+

@@ -1,0 +1,224 @@
+"""`run`, `pac` and `ca`: starting mitmdump with the guard, and helping clients reach and trust it.
+
+The guard intercepts only discovery traffic: `allow_hosts` (a mitmproxy option) lists discovery
+host patterns, so every other TLS connection is relayed untouched without decryption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from guard.policy import Policy, default_policy_path, load_policy, shipped_policy_dir
+
+# Well-known discovery endpoints (research/formats.md §0, §3.1, §4.1). Matched by mitmproxy with
+# re.search against "host:port" (mitmproxy.md §3.3).
+DISCOVERY_HOST_PATTERNS: tuple[str, ...] = (
+    r"^autodiscover\.",
+    r"^autoconfig\.",
+    r"\.autodetect\.outlook\.cloud\.microsoft:",
+    r"^prod-autodetect\.outlookmobile\.com:",
+    r"^outlook\.office365\.com:",
+    r"^live\.thunderbird\.net:",
+    r"^autoconfig\.thunderbird\.net:",
+    r"^v1\.ispdb\.net:",
+)
+# Same list as shell-glob patterns for PAC files (shExpMatch).
+DISCOVERY_HOST_GLOBS: tuple[str, ...] = (
+    "autodiscover.*",
+    "autoconfig.*",
+    "*.autodetect.outlook.cloud.microsoft",
+    "prod-autodetect.outlookmobile.com",
+    "outlook.office365.com",
+    "live.thunderbird.net",
+    "autoconfig.thunderbird.net",
+    "v1.ispdb.net",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModeDefaults:
+    """What each deployment mode sets unless the user overrides it."""
+
+    listen: str
+    console: bool
+    guard_mode: str
+
+
+MODES = {
+    "workstation": ModeDefaults("127.0.0.1:8080", console=True, guard_mode=""),
+    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode=""),  # noqa: S104 - a gateway serves the LAN
+    "audit": ModeDefaults("127.0.0.1:8080", console=True, guard_mode="audit"),
+}
+
+
+def default_confdir() -> Path:
+    """The guard's own mitmproxy confdir: its CA, and no user config.yaml overriding policy options."""
+    return Path(os.environ.get("AUTODISCOVER_GUARD_HOME", Path.home() / ".autodiscover-guard"))
+
+
+def addon_path() -> Path:
+    """The shim `mitmdump -s` loads."""
+    return Path(__file__).resolve().parent.parent / "addons" / "autodiscover_guard.py"
+
+
+def allow_host_patterns(policy: Policy) -> list[str]:
+    """Regexes for `--allow-hosts`: well-known discovery hosts plus the policy's own mail domains."""
+    own = [rf"^(autodiscover\.|autoconfig\.)?{re.escape(host)}:" for host in policy.discovery_hosts]
+    return [*DISCOVERY_HOST_PATTERNS, *own]
+
+
+def _split_listen(listen: str) -> tuple[str, str]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--listen expects HOST:PORT, got {listen!r}")
+    return host.strip("[]"), port
+
+
+def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -> list[str]:
+    """The full mitmdump command line for `run`."""
+    defaults = MODES[args.mode]
+    host, port = _split_listen(args.listen or defaults.listen)
+    confdir = Path(args.confdir) if args.confdir else default_confdir()
+    confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = args.log or (str(confdir / "decisions.jsonl") if args.mode != "gateway" else "")
+    argv = [
+        str(Path(sys.executable).parent / "mitmdump"),
+        "--listen-host", host, "--listen-port", port,
+        "-s", str(addon_path()),
+        "--set", f"confdir={confdir}",
+        "--set", f"guard_policy={policy_path}",
+        "--set", f"guard_log={log}",
+        "--set", f"guard_console={'true' if defaults.console else 'false'}",
+        "--set", "flow_detail=0",  # never dump flows (they hold credentials) to the terminal
+        "--set", "connection_strategy=lazy",  # a blocked request never even connects upstream
+        "--set", f"body_size_limit={policy.limits.max_body_bytes}",
+    ]
+    if defaults.guard_mode:
+        argv += ["--set", f"guard_mode={defaults.guard_mode}"]
+    for pattern in allow_host_patterns(policy):
+        argv += ["--allow-hosts", pattern]
+    if args.dns:
+        argv += ["--mode", "regular", "--mode", f"dns@{args.dns}"]
+    return argv + list(args.mitmdump_args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Replace this process with mitmdump running the guard."""
+    policy_path = Path(args.policy) if args.policy else (
+        shipped_policy_dir() / "audit.yaml" if args.mode == "audit" else default_policy_path()
+    )
+    policy = load_policy(policy_path)  # fail here, with file:line, before mitmdump starts
+    try:
+        argv = mitmdump_argv(args, policy_path.resolve(), policy)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"autodiscover-guard: {args.mode} mode, policy {policy_path} (revision {policy.revision}), "
+          f"listening on {argv[argv.index('--listen-host') + 1]}:{argv[argv.index('--listen-port') + 1]}",
+          file=sys.stderr, flush=True)
+    os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
+    return 0  # pragma: no cover - execv does not return
+
+
+def pac_text(proxy: str, policy: Policy) -> str:
+    """A PAC file that sends only discovery hosts to the guard and everything else direct."""
+    globs = [*DISCOVERY_HOST_GLOBS]
+    for host in policy.discovery_hosts:
+        globs += [host, f"autodiscover.{host}", f"autoconfig.{host}"]
+    checks = " ||\n      ".join(f'shExpMatch(host, "{g}")' for g in globs)
+    return (
+        "// Generated by autodiscover-guard: only mail discovery goes through the guard.\n"
+        "function FindProxyForURL(url, host) {\n"
+        "  host = host.toLowerCase();\n"
+        f"  if ({checks})\n"
+        f'    return "PROXY {proxy}";\n'
+        '  return "DIRECT";\n'
+        "}\n"
+    )
+
+
+def cmd_pac(args: argparse.Namespace) -> int:
+    """Write the PAC file to stdout or --output."""
+    policy = load_policy(args.policy or default_policy_path())
+    text = pac_text(args.proxy, policy)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+CA_HELP = """\
+The guard's CA certificate: {cert}
+{state}
+Give clients the certificate (never the key file mitmproxy-ca.pem, which must stay private:
+mode 600, owned by the user running the guard):
+
+  Debian/Ubuntu   sudo cp {cert} /usr/local/share/ca-certificates/autodiscover-guard.crt
+                  sudo update-ca-certificates
+  Fedora/RHEL     sudo cp {cert} /etc/pki/ca-trust/source/anchors/ && sudo update-ca-trust
+  macOS           sudo security add-trusted-cert -d -r trustRoot \\
+                      -k /Library/Keychains/System.keychain {cert}
+  Windows         certutil -addstore root {cer}
+  Thunderbird     Settings → Privacy & Security → Certificates → Manage Certificates →
+                  Authorities → Import {cert} ("Trust this CA to identify websites")
+  Firefox         same dialog as Thunderbird (it keeps its own store)
+  Java            keytool -importcert -cacerts -alias autodiscover-guard -file {cert}
+  Python/curl     REQUESTS_CA_BUNDLE={cert}  /  curl --cacert {cert}
+  Android/iOS     install {cer} as a user CA profile (see docs/workstation.md)
+"""
+
+
+def cmd_ca(args: argparse.Namespace) -> int:
+    """Say where the CA is and how to trust it."""
+    confdir = Path(args.confdir) if args.confdir else default_confdir()
+    cert = confdir / "mitmproxy-ca-cert.pem"
+    key = confdir / "mitmproxy-ca.pem"
+    if cert.exists():
+        mode = key.stat().st_mode & 0o777 if key.exists() else 0
+        state = f"Present. Private key {key} has mode {mode:o}" + (
+            " — TOO OPEN, run: chmod 600 " + str(key) if mode & 0o077 else " (private, good)."
+        )
+    else:
+        state = "Not created yet: it appears the first time `autodiscover-guard run` starts."
+    if args.path:
+        print(cert)
+    else:
+        print(CA_HELP.format(cert=cert, cer=confdir / "mitmproxy-ca-cert.cer", state=state))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `run`, `pac` and `ca` to the CLI."""
+    run = sub.add_parser("run", help="start the guarding proxy (mitmdump with the addon)")
+    run.add_argument("--mode", choices=sorted(MODES), default="workstation")
+    run.add_argument("--policy", help="policy file (default: default.yaml; audit.yaml in audit mode)")
+    run.add_argument("--listen", help="HOST:PORT (workstation/audit 127.0.0.1:8080, gateway 0.0.0.0:8080)")
+    run.add_argument("--log", help="decision log file (JSON lines; gateway default: stderr)")
+    run.add_argument("--confdir", help="mitmproxy confdir: CA and options (default ~/.autodiscover-guard)")
+    run.add_argument("--dns", type=int, metavar="PORT", help="also run a DNS listener on PORT")
+    run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
+    run.set_defaults(func=_run_with_remainder)
+
+    pac = sub.add_parser("pac", help="write a PAC file sending only discovery hosts to the guard")
+    pac.add_argument("--proxy", default="127.0.0.1:8080", help="HOST:PORT of the guard")
+    pac.add_argument("--policy", help="policy whose discovery_hosts are added")
+    pac.add_argument("-o", "--output", help="file to write (default: stdout)")
+    pac.set_defaults(func=cmd_pac)
+
+    ca = sub.add_parser("ca", help="where the guard's CA certificate is and how to trust it")
+    ca.add_argument("--confdir", help="mitmproxy confdir (default ~/.autodiscover-guard)")
+    ca.add_argument("--path", action="store_true", help="print only the certificate path")
+    ca.set_defaults(func=cmd_ca)
+
+
+def _run_with_remainder(args: argparse.Namespace) -> int:
+    if args.mitmdump_args and args.mitmdump_args[0] == "--":
+        args.mitmdump_args = args.mitmdump_args[1:]
+    return cmd_run(args)
