@@ -45,7 +45,7 @@ _FORMATS: dict[str, Format] = {}
 
 
 def formats() -> dict[str, Format]:
-    """All formats by name (`pox`, `mobilesync`, `soap`, `adv2`, `autodetect`, `autoconfig`, `srv`, `mobileconfig`)."""
+    """All formats by name: pox, mobilesync, soap, adv2, autodetect, autoconfig, srv, mobileconfig."""
     if not _FORMATS:
         _FORMATS.update(_registry())
     return _FORMATS

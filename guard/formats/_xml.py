@@ -10,11 +10,12 @@ defusedxml's own exception types so callers and tests speak one vocabulary.
 from __future__ import annotations
 
 import xml.parsers.expat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
 from guard.errors import BodyTooLarge, MalformedDocument
+from guard.model import Suggestion
 
 # The deepest legitimate answer seen (SOAP GetUserSettings with ProtocolConnection collections)
 # nests 11 elements; 64 leaves room for extensions while stopping 100k-deep nesting at once.
@@ -181,6 +182,8 @@ def parse_xml(body: bytes, *, allow_doctype: bool = False) -> Element:
         raise MalformedDocument(f"not well-formed XML: {exc}") from None
     except (ValueError, IndexError) as exc:  # index() past the end on a truncated tag
         raise MalformedDocument(f"unreadable XML: {exc}") from None
+    except LookupError as exc:  # an encoding declaration naming no codec: encoding="TF-8"
+        raise MalformedDocument(f"unknown XML encoding: {exc}") from None
     if builder.root is None:
         raise MalformedDocument("no root element")
     return builder.root
@@ -201,3 +204,44 @@ def splice(body: bytes, spans: list[tuple[int, int]]) -> bytes:
         cursor = end
     out.append(body[cursor:])
     return b"".join(out)
+
+
+def cut_units(
+    body: bytes, found: Sequence[tuple[Element, Suggestion]], drop: Iterable[Suggestion]
+) -> tuple[bytes, list[Element]] | None:
+    """Splice out the units (elements) that hold dropped suggestions.
+
+    `found` pairs every suggestion of `body` with its unit, the element its locator spans.
+    Returns the new body and the units that still hold a suggestion (callers decide whether
+    those are a usable remainder), or None when a dropped suggestion names no unit of this body:
+    what cannot be located cannot be removed.
+    """
+    cut = {s.locator for s in drop}
+    if not cut <= {unit.span for unit, _ in found}:
+        return None
+    spans = sorted({unit.span for unit, _ in found if unit.span in cut})
+    kept = list({id(unit): unit for unit, _ in found if unit.span not in cut}.values())
+    return splice(body, spans), kept
+
+
+def named_children(parent: Element, prefix: str) -> list[tuple[Element, str]]:
+    """Children with readable field paths, indexed like `Element.path()` where a name repeats.
+
+    One pass per level instead of `path()` per suggestion, which rescans siblings at every level.
+    """
+    children = parent.children
+    tags = [child.tag for child in children]
+    if len(set(tags)) == len(tags):  # the usual case: no name repeats
+        return [(child, prefix + tag) for child, tag in zip(children, tags, strict=True)]
+    totals: dict[str, int] = {}
+    for tag in tags:
+        totals[tag] = totals.get(tag, 0) + 1
+    seen: dict[str, int] = {}
+    out: list[tuple[Element, str]] = []
+    for child, tag in zip(children, tags, strict=True):
+        if totals[tag] == 1:
+            out.append((child, prefix + tag))
+        else:
+            seen[tag] = seen.get(tag, 0) + 1
+            out.append((child, f"{prefix}{tag}[{seen[tag]}]"))
+    return out

@@ -1,0 +1,229 @@
+"""Mozilla autoconfig `clientConfig` v1.1 and draft v1.2 (formats.md §4).
+
+The root must be `<clientConfig>` without a namespace (neither spec has one and Thunderbird's
+`readFromXML` keys on that exact name) holding an `<emailProvider>`; anything else, such as a
+bare `<emailProvider>` root, is malformed. Sections are read from the `clientConfig` and
+`emailProvider` levels both, since files in the wild put `enable`/`webMail` at either. Element
+names match case-insensitively, which covers draft v1.2's lower-case `addressbook`; unknown
+elements are ignored (draft-ietf-mailmaint-autoconfig: clients MUST ignore them). Placeholders such as
+`%EMAILDOMAIN%` are left in the raw value for the engine to expand. `<domain>` entries are
+claims about who the file serves, not servers a client contacts, so they are not suggestions.
+
+Rewrite units: the whole server section (`incomingServer`, `outgoingServer`, `addressBook`, …)
+holding a bad host or URL; the attribute-bearing element for `documentation`, `enable`,
+`loginPage`, `loginPageInfo` and `clientConfigUpdate`; the whole `oAuth2` element for any of its
+endpoints, because an OAuth section with a foreign token endpoint is unsafe as a whole. A client
+cannot set up an account from half a config, so no rewrite is offered once no `incomingServer`
+or no `outgoingServer` would remain.
+
+Block: HTTP 404 with an empty body. An ISP that has no autoconfig file answers exactly this, so
+Thunderbird (`FetchConfig`/`FindConfig`) treats it as "no config from this source" and goes on to
+its next source (ISPDB, MX, Exchange Autodiscover — each judged by the guard again) or to manual
+set-up. An empty `clientConfig` document would instead be a parse error shown to the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from guard.errors import MalformedDocument
+from guard.formats import Format
+from guard.formats._xml import Element, cut_units, parse_xml
+from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
+
+NAME = "autoconfig"
+
+# Server-like sections (formats.md §4.2, §4.3) and their role when `type` names nothing known.
+_SECTIONS = {
+    "incomingserver": Role.OTHER,
+    "outgoingserver": Role.SMTP,
+    "addressbook": Role.DAV,
+    "calendar": Role.DAV,
+    "fileshare": Role.DAV,
+    "setupserver": Role.SIEVE,
+    "chatserver": Role.OTHER,
+    "videoconference": Role.OTHER,
+}
+# `type` attribute values of v1.1 and the draft's IANA registry (activeSync spelled both ways).
+_TYPES = {
+    "imap": Role.IMAP,
+    "pop3": Role.POP3,
+    "smtp": Role.SMTP,
+    "exchange": Role.EWS,
+    "ews": Role.EWS,
+    "activesync": Role.EAS,
+    "jmap": Role.JMAP,
+    "owa": Role.WEB,
+    "graph": Role.WEB,  # Microsoft Graph: a REST API, like Autodiscover v2's `Rest`
+    "carddav": Role.DAV,
+    "caldav": Role.DAV,
+    "webdav": Role.DAV,
+    "managesieve": Role.SIEVE,
+}
+# URL-valued children of a section; None keeps the section's role. `ewsURL` is the ISPDB's
+# spelling, `exchangeURL` Thunderbird's (formats.md §4.2); `serverURL` is v1.1, `url` the draft's.
+_URLS: dict[str, Role | None] = {
+    "url": None,
+    "serverurl": None,
+    "owaurl": Role.WEB,
+    "ewsurl": Role.EWS,
+    "exchangeurl": Role.EWS,
+    "easurl": Role.EAS,
+}
+# socketType values (v1.1: plain|SSL|STARTTLS; the draft deprecates plain).
+_SOCKETS = {"ssl": Transport.TLS, "starttls": Transport.STARTTLS, "plain": Transport.PLAIN}
+# Elements whose URL attribute is a link or endpoint the client shows or fetches.
+_LINKS = {
+    "documentation": ("url", Role.WEB),
+    "enable": ("visiturl", Role.WEB),
+    "clientconfigupdate": ("url", Role.AUTODISCOVER),  # draft v1.2: where to re-fetch this config
+}
+_WEBMAIL_PAGES = ("loginpage", "loginpageinfo")
+_OAUTH = {"authurl": ValueKind.URL, "tokenurl": ValueKind.URL, "issuer": ValueKind.HOST}
+_MAX_PORT = 65535
+
+_Found = list[tuple[Element, Suggestion]]
+
+
+def _text(element: Element) -> str:
+    """A leaf value; child elements would let two readers see different text."""
+    if element.children:
+        raise MalformedDocument(f"{element.path()}: expected text, found child elements")
+    return element.text
+
+
+def _attr(element: Element, name: str) -> str | None:
+    return next((v for k, v in element.attrib.items() if k.lower() == name), None)
+
+
+def _port(element: Element) -> int:
+    text = _text(element).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= _MAX_PORT):
+        raise MalformedDocument(f"{element.path()}: {text[:20]!r} is not a TCP port")
+    return int(text)
+
+
+def _server(section: Element, path: str, default: Role, out: _Found) -> None:
+    """`hostname` (+ `port`, `socketType`) and URL children of one server-like section, one pass."""
+    role = _TYPES.get((_attr(section, "type") or "").strip().lower(), default)
+    port: int | None = None
+    transport = Transport.UNKNOWN
+    values: list[tuple[str, Element]] = []
+    for child in section.children:
+        tag = child.tag.lower()
+        if tag == "hostname" or tag in _URLS:
+            values.append((tag, child))
+        elif tag == "port":
+            number = _port(child)  # every port is checked; the first counts, as JXON readers take it
+            if port is None:
+                port = number
+        elif tag == "sockettype" and transport is Transport.UNKNOWN:
+            # the first value the client understands, as Thunderbird's readFromXML takes it
+            transport = _SOCKETS.get(_text(child).strip().lower(), Transport.UNKNOWN)
+    for tag, child in values:
+        value = _text(child)
+        if not value.strip():
+            continue
+        field = f"{path}/{child.tag}"
+        if tag == "hostname":
+            suggestion = Suggestion(value, ValueKind.HOST, role, field, port, transport, section.span)
+        else:
+            suggestion = Suggestion(value, ValueKind.URL, _URLS[tag] or role, field, locator=section.span)
+        out.append((section, suggestion))
+
+
+def _link(element: Element, path: str, attribute: str, role: Role, out: _Found) -> None:
+    value = _attr(element, attribute)
+    if value is not None and value.strip():
+        field = f"{path}@{attribute}"
+        out.append((element, Suggestion(value, ValueKind.URL, role, field, locator=element.span)))
+
+
+def _oauth(section: Element, path: str, out: _Found) -> None:
+    for child in section.children:
+        kind = _OAUTH.get(child.tag.lower())
+        if kind is not None:
+            value = _text(child)
+            if value.strip():
+                field = f"{path}/{child.tag}"
+                out.append((section, Suggestion(value, kind, Role.OAUTH, field, locator=section.span)))
+
+
+def _named(parent: Element, prefix: str) -> Iterator[tuple[Element, str]]:
+    """Children with their field paths, indexed like `Element.path()` where a name repeats.
+
+    One pass per level instead of `path()` per suggestion, which rescans siblings at every level.
+    """
+    totals: dict[str, int] = {}
+    for child in parent.children:
+        totals[child.tag] = totals.get(child.tag, 0) + 1
+    seen: dict[str, int] = {}
+    for child in parent.children:
+        if totals[child.tag] == 1:
+            yield child, prefix + child.tag
+        else:
+            seen[child.tag] = seen.get(child.tag, 0) + 1
+            yield child, f"{prefix}{child.tag}[{seen[child.tag]}]"
+
+
+def _section(element: Element, path: str, out: _Found) -> None:
+    """One child of `clientConfig` or `emailProvider`; anything unknown is ignored."""
+    tag = element.tag.lower()
+    if tag in _SECTIONS:
+        _server(element, path, _SECTIONS[tag], out)
+    elif tag in _LINKS:
+        _link(element, path, *_LINKS[tag], out)
+    elif tag == "webmail":
+        for page, page_path in _named(element, path + "/"):
+            if page.tag.lower() in _WEBMAIL_PAGES:
+                _link(page, page_path, "url", Role.WEB, out)
+    elif tag == "oauth2":
+        _oauth(element, path, out)
+
+
+def _read(body: bytes) -> _Found:
+    """Every suggestion with its rewrite unit, in document order."""
+    root = parse_xml(body)
+    if root.tag != "clientConfig" or root.ns:
+        where = f"{{{root.ns}}}" if root.ns else ""
+        raise MalformedDocument(f"root element is <{where}{root.tag}>, not <clientConfig>")
+    if root.kid("emailProvider") is None:
+        raise MalformedDocument("clientConfig without emailProvider")
+    out: _Found = []
+    for element, path in _named(root, ""):
+        if element.tag.lower() == "emailprovider":
+            for inner, inner_path in _named(element, path + "/"):
+                _section(inner, inner_path, out)
+        else:
+            _section(element, path, out)
+    return out
+
+
+def parse(body: bytes) -> Parsed:
+    """Read a clientConfig document completely, or raise `UntrustedInputError`."""
+    return Parsed(NAME, tuple(s for _, s in _read(body)))
+
+
+def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | None:
+    """Remove the sections holding `drop`; None unless an incoming and an outgoing server remain."""
+    if not drop:
+        return body
+    result = cut_units(body, _read(body), drop)
+    if result is None:
+        return None
+    new_body, kept = result
+    kept_tags = {unit.tag.lower() for unit in kept}
+    if not {"incomingserver", "outgoingserver"} <= kept_tags:
+        return None
+    return new_body
+
+
+_BLOCK = Reply(404, "text/plain; charset=utf-8", b"")
+
+
+def block() -> Reply:
+    """404, empty: "no autoconfig here", so the client tries its next source (see module doc)."""
+    return _BLOCK
+
+
+FORMAT = Format(name=NAME, parse=parse, rewrite=rewrite, block=block)
