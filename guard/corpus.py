@@ -15,7 +15,7 @@ from guard.engine import judge
 from guard.errors import UntrustedInputError
 from guard.formats import by_name
 from guard.formats._xml import parse_xml
-from guard.model import Action
+from guard.model import Action, Role
 from guard.names import InvalidHost, User, target_of
 from guard.policy import Policy, RuleAction
 
@@ -98,6 +98,8 @@ def judge_folder(folder: Path, policy: Policy) -> Iterator[tuple[str, CorpusSumm
             decision = judge(body, user, policy, fmt=fmt)
             hosts: dict[str, list[str]] = {}
             for suggestion in decision.suggestions:
+                if suggestion.role is Role.INFO:  # help links are not (domain, server host) pairs
+                    continue
                 try:
                     hosts.setdefault(target_of(suggestion, user).host, [])
                 except InvalidHost:

@@ -29,6 +29,7 @@ class Role(StrEnum):
     REDIRECT = "redirect"
     AUTODISCOVER = "autodiscover"
     OAUTH = "oauth"
+    INFO = "info"  # a help page shown to the user; no credentials or mail go there
     OTHER = "other"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from guard.model import Finding, Suggestion, Transport
+from guard.model import Finding, Role, Suggestion, Transport
 from guard.names import Target, User, skeleton, to_unicode
 from guard.ownership import Trust, owner_evidence, registrable
 from guard.reserved import non_global_range, reserved_name
@@ -78,8 +78,8 @@ def ip_literal(subject: Subject) -> Finding | None:
 def foreign_host(subject: Subject, trust: Trust) -> Finding | None:
     """Nothing says the suggested host belongs to the user's mail domain."""
     user = subject.user
-    if user is None:
-        return None
+    if user is None or subject.suggestion.role is Role.INFO:
+        return None  # help pages carry no credentials; reserved names and IP literals still apply
     host = subject.target.host
     if owner_evidence(user.domain, host, trust) is not None:
         return None

@@ -101,7 +101,7 @@ def test_policy_test_fails_when_an_expectation_is_wrong(tmp_path: Path, capsys: 
 
 
 def test_corpus_json_ends_with_a_summary_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    shutil.copy(FIXTURES / "autoconfig__benign_own_domain.xml", tmp_path / "northwind-traders.co.uk.xml")
+    shutil.copy(FIXTURES / "autoconfig__trailing_dot_mixed_case.xml", tmp_path / "northwind-traders.co.uk.xml")
     shutil.copy(FIXTURES / "autoconfig__seed_example_com.xml", tmp_path / "example.com.xml")
     code = main(["corpus", "--json", str(tmp_path)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

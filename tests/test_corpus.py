@@ -13,7 +13,7 @@ ISPDB = SHARED / "corpus" / "ispdb"
 
 def test_claimed_domains_are_read_from_the_domain_list() -> None:
     body = (FIXTURES / "autoconfig__benign_own_domain.xml").read_bytes()
-    assert claimed_domains(body) == ["northwind-traders.co.uk"]
+    assert claimed_domains(body) == ["northwind-traders.co.uk", "northwind.co.uk"]
     assert claimed_domains(b"<broken") == []
 
 

@@ -74,8 +74,8 @@ _URLS: dict[str, Role | None] = {
 _SOCKETS = {"ssl": Transport.TLS, "starttls": Transport.STARTTLS, "plain": Transport.PLAIN}
 # Elements whose URL attribute is a link or endpoint the client shows or fetches.
 _LINKS = {
-    "documentation": ("url", Role.WEB),
-    "enable": ("visiturl", Role.WEB),
+    "documentation": ("url", Role.INFO),
+    "enable": ("visiturl", Role.INFO),
     "clientconfigupdate": ("url", Role.AUTODISCOVER),  # draft v1.2: where to re-fetch this config
 }
 _WEBMAIL_PAGES = ("loginpage", "loginpageinfo")

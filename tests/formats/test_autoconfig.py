@@ -41,7 +41,7 @@ EXPECTED: dict[str, list[Row]] = {
         ("imap.northwind-traders.co.uk", H, Role.IMAP, f"{IN1}/hostname", 993, TLS),
         ("pop.northwind-traders.co.uk", H, Role.POP3, f"{IN2}/hostname", 995, TLS),
         ("smtp.northwind-traders.co.uk", H, Role.SMTP, f"{OUT}/hostname", 587, STARTTLS),
-        ("https://help.northwind-traders.co.uk/mail/setup", U, Role.WEB, "emailProvider/documentation@url",
+        ("https://help.northwind-traders.co.uk/mail/setup", U, Role.INFO, "emailProvider/documentation@url",
          None, UNKNOWN),
         (NW_DAV, U, Role.DAV, "addressBook/serverURL", None, UNKNOWN),
         (NW_DAV, U, Role.DAV, "calendar/serverURL", None, UNKNOWN),
@@ -218,8 +218,8 @@ def test_ispdb_shapes_enable_loginpageinfo_and_top_level_enable_are_judged() -> 
     )
     links = [(s.value, s.role, s.field) for s in autoconfig.parse(body).suggestions if s.kind is U]
     assert links == [
-        ("https://hilfe.gmx.net/pop-imap/einschalten.html", Role.WEB, "emailProvider/enable@visiturl"),
-        ("https://help.contoso.com/enable", Role.WEB, "enable@visiturl"),
+        ("https://hilfe.gmx.net/pop-imap/einschalten.html", Role.INFO, "emailProvider/enable@visiturl"),
+        ("https://help.contoso.com/enable", Role.INFO, "enable@visiturl"),
         ("https://www.contoso.com/login", Role.WEB, "webMail/loginPage@url"),
         ("https://webmail.contoso.com/", Role.WEB, "webMail/loginPageInfo@url"),
     ]

@@ -1,0 +1,116 @@
+"""`run`, `pac` and `ca`: the mitmdump command line and the client-side helpers."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from guard.cli import main
+from guard.launch import DISCOVERY_HOST_GLOBS, allow_host_patterns, mitmdump_argv, pac_text
+from guard.policy import load_policy
+from tests.conftest import ROOT
+
+
+def _args(**overrides: object) -> argparse.Namespace:
+    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "dns": None, "mitmdump_args": []}
+    base.update(overrides)
+    return argparse.Namespace(**base)
+
+
+@pytest.mark.parametrize(
+    ("mode", "host", "console", "audit"),
+    [("workstation", "127.0.0.1", "true", False), ("gateway", "0.0.0.0", "false", False),
+     ("audit", "127.0.0.1", "true", True)],
+)
+def test_each_mode_sets_its_listen_address_console_and_mode(tmp_path: Path, mode: str, host: str, console: str,
+                                                            audit: bool) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    argv = mitmdump_argv(_args(mode=mode, confdir=str(tmp_path)), ROOT / "policies" / "default.yaml", policy)
+    assert argv[argv.index("--listen-host") + 1] == host
+    assert f"guard_console={console}" in argv
+    assert ("guard_mode=audit" in argv) is audit
+    assert f"confdir={tmp_path}" in argv
+    assert "flow_detail=0" in argv
+    assert argv.count("--allow-hosts") == len(allow_host_patterns(policy))
+
+
+def test_extra_mitmdump_arguments_are_passed_through(tmp_path: Path) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    argv = mitmdump_argv(_args(confdir=str(tmp_path), mitmdump_args=["--set", "x=1"], listen="127.0.0.1:9999"),
+                         ROOT / "policies" / "default.yaml", policy)
+    assert argv[-2:] == ["--set", "x=1"]
+    assert argv[argv.index("--listen-port") + 1] == "9999"
+
+
+def test_allow_hosts_cover_discovery_and_the_policys_own_domains() -> None:
+    policy = load_policy(ROOT / "policies" / "gateway.example.yaml")
+    patterns = [re.compile(p, re.IGNORECASE) for p in allow_host_patterns(policy)]
+
+    def intercepted(host_port: str) -> bool:
+        return any(p.search(host_port) for p in patterns)
+
+    assert intercepted("autodiscover.contoso.com:443")
+    assert intercepted("autoconfig.northwind-traders.co.uk:443")
+    assert intercepted("prod.autodetect.outlook.cloud.microsoft:443")
+    assert intercepted("example-corp.com:443")
+    assert not intercepted("www.example-corp.com:443")
+    assert not intercepted("www.wikipedia.org:443")
+
+
+def test_pac_file_sends_discovery_hosts_to_the_guard_and_the_rest_direct(tmp_path: Path) -> None:
+    text = pac_text("127.0.0.1:8080", load_policy(ROOT / "policies" / "gateway.example.yaml"))
+    assert 'return "PROXY 127.0.0.1:8080";' in text
+    assert 'return "DIRECT";' in text
+    for glob in DISCOVERY_HOST_GLOBS:
+        assert f'shExpMatch(host, "{glob}")' in text
+    assert 'shExpMatch(host, "autodiscover.example-corp.com")' in text
+    node = subprocess.run(["node", "--version"], capture_output=True, check=False) if _has("node") else None
+    if node is not None and node.returncode == 0:
+        script = text + (
+            'function shExpMatch(s, p) { return new RegExp("^" + p.replace(/[.]/g, "\\\\.").replace(/[*]/g, ".*")'
+            ' + "$").test(s); }\n'
+            'console.log(FindProxyForURL("", "autodiscover.contoso.com"), FindProxyForURL("", "www.wikipedia.org"));'
+        )
+        out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "PROXY 127.0.0.1:8080 DIRECT"
+
+
+def _has(program: str) -> bool:
+    import shutil
+
+    return shutil.which(program) is not None
+
+
+def test_pac_command_writes_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "guard.pac"
+    assert main(["pac", "--proxy", "10.1.2.3:3128", "-o", str(out)]) == 0
+    assert "PROXY 10.1.2.3:3128" in out.read_text()
+
+
+def test_ca_command_says_where_the_certificate_is_and_warns_about_key_modes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ca", "--confdir", str(tmp_path)]) == 0
+    assert "Not created yet" in capsys.readouterr().out
+    (tmp_path / "mitmproxy-ca-cert.pem").write_text("cert")
+    key = tmp_path / "mitmproxy-ca.pem"
+    key.write_text("key")
+    key.chmod(0o644)
+    main(["ca", "--confdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "TOO OPEN" in out
+    assert "update-ca-certificates" in out
+    key.chmod(0o600)
+    main(["ca", "--confdir", str(tmp_path), "--path"])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "mitmproxy-ca-cert.pem")
+
+
+def test_run_refuses_an_invalid_policy_before_starting_mitmdump(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nmode: sometimes\n")
+    assert main(["run", "--policy", str(bad), "--confdir", str(tmp_path)]) == 2
+    assert f"{bad}:2:" in capsys.readouterr().err
