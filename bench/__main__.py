@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import tempfile
@@ -19,10 +20,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--skip-proxy", action="store_true", help="only the in-process benchmarks")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {0})  # one core, as the targets are stated
-    except (AttributeError, OSError):
-        pass
     from mitmproxy.version import VERSION
 
     print(f"# autodiscover-guard benchmark — Python {platform.python_version()}, mitmproxy {VERSION}, "

@@ -42,7 +42,7 @@ def by_trust_size(folder: Path, body: bytes) -> list[tuple[int, int, float]]:
     rows = []
     for providers, allow in ((10, 0), (1000, 0), (10_000, 0), (0, 10), (0, 10_000)):
         policy = load_policy(_policy_with(folder, providers, allow))
-        rows.append((providers, allow, summarise(timings(lambda: judge(body, ALICE, policy), 0.4, 50))[0]))
+        rows.append((providers, allow, summarise(timings(lambda p=policy: judge(body, ALICE, p), 0.4, 50))[0]))
     return rows
 
 

@@ -73,7 +73,7 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+            do_GET = do_POST = _answer
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -127,7 +127,8 @@ def start_mitmdump(folder: Path, ca: Path, upstream_port: int, guard: bool, name
             "-s", str(route), "--set", f"bench_upstream_port={upstream_port}", "--set", f"confdir={confdir}",
             "--set", f"ssl_verify_upstream_trusted_ca={ca}", "--set", "flow_detail=0"]
     if guard:
-        argv += ["-s", str(ROOT / "addons" / "autodiscover_guard.py"), "--set", f"guard_log={folder / (name + '.jsonl')}"]
+        log = folder / f"{name}.jsonl"
+        argv += ["-s", str(ROOT / "addons" / "autodiscover_guard.py"), "--set", f"guard_log={log}"]
     process = subprocess.Popen([*argv, *(extra or [])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, cwd=ROOT)
     assert process.stdout is not None

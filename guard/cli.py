@@ -123,7 +123,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         raise CommandError(f"{folder}: not a directory")
     total = len(list(folder.glob("*.xml")))
     summary = None
-    for done, (name, summary, new) in enumerate(judge_folder(folder, policy), start=1):
+    for done, (name, running, new) in enumerate(judge_folder(folder, policy), start=1):
+        summary = running
         for flagged in new:
             if args.json:
                 print(json.dumps({"provider": flagged.provider, "domain": flagged.domain,

@@ -54,7 +54,7 @@ def judge(
             return _decide(fmt.name, (finding,), (), policy, fmt, body)
         findings = _findings(parsed, tuple(extra), user, policy)
         return _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
-    except Exception as exc:  # noqa: BLE001 - the single place internal errors become decisions
+    except Exception as exc:
         return _internal_error(exc, policy, fmt)
 
 

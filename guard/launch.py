@@ -51,7 +51,7 @@ class ModeDefaults:
 
 MODES = {
     "workstation": ModeDefaults("127.0.0.1:8080", console=True, guard_mode=""),
-    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode=""),  # noqa: S104 - a gateway serves the LAN
+    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode=""),
     "audit": ModeDefaults("127.0.0.1:8080", console=True, guard_mode="audit"),
 }
 

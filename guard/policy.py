@@ -308,7 +308,7 @@ def _allow_entry(node: Located) -> TrustEntry:
 
 def _provider_db(folder: Path, digest: Any) -> list[TrustEntry]:
     """Map entries from an operator-supplied folder of clientConfig files (an ISPDB checkout)."""
-    from guard.provider_db import read_provider_db  # noqa: PLC0415 - optional feature, heavy import
+    from guard.provider_db import read_provider_db
 
     try:
         found = read_provider_db(folder)
