@@ -171,14 +171,35 @@ def _inet_aton_part(label: str, host: str) -> int:
 
 def target_of(suggestion: Suggestion, user: User) -> Target:
     """Where the client goes for this suggestion; raises InvalidHost when it cannot be told."""
-    raw = expand_placeholders(suggestion.value, user).strip()
-    if suggestion.kind is ValueKind.EMAIL:
+    value = suggestion.value
+    if len(value) > _CACHEABLE:  # hostile giants are resolved, never kept
+        return _resolve_uncached(value, suggestion.kind, suggestion.transport, user)
+    found = _resolve(value, suggestion.kind, suggestion.transport, user)
+    if isinstance(found, InvalidHost):
+        raise InvalidHost(*found.args)
+    return found
+
+
+_CACHEABLE = 512
+# Answers repeat the same URLs many times (a POX answer names mail.contoso.com a dozen times),
+# and a gateway sees the same few answers all day: resolve each (value, user) once.
+@lru_cache(maxsize=16384)
+def _resolve(value: str, kind: ValueKind, transport: Transport, user: User) -> Target | InvalidHost:
+    try:
+        return _resolve_uncached(value, kind, transport, user)
+    except InvalidHost as exc:
+        return exc
+
+
+def _resolve_uncached(value: str, kind: ValueKind, transport: Transport, user: User) -> Target:
+    raw = expand_placeholders(value, user).strip()
+    if kind is ValueKind.EMAIL:
         _local, sep, domain = raw.rpartition("@")
         if not sep:
             raise InvalidHost(f"redirect address without a domain: {raw!r}")
-        return _target(domain, suggestion.transport)
-    if suggestion.kind is ValueKind.URL or "://" in raw:
-        return _url_target(raw, suggestion.transport)
+        return _target(domain, transport)
+    if kind is ValueKind.URL or "://" in raw:
+        return _url_target(raw, transport)
     if raw.lower().startswith("msstd:"):  # CertPrincipalName, MS-OXDSCLI §2.2.4.1.1.2.9
         raw = raw[6:]
     if _GUID_AT.match(raw):  # Exchange 2013+ EXCH/EXHTTP Server: <mailbox GUID>@<SMTP domain>
@@ -186,7 +207,7 @@ def target_of(suggestion: Suggestion, user: User) -> Target:
     port = _HOST_PORT.match(raw)
     if port and ":" not in port.group(1):
         raw = port.group(1)
-    return _target(raw, suggestion.transport)
+    return _target(raw, transport)
 
 
 def _target(raw: str, transport: Transport, userinfo: bool = False) -> Target:
