@@ -6,7 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # A second interpreter line (mitmproxy 12.x needs Python >= 3.12); tested when present.
-PY312  ?= $(shell command -v python3.12 2>/dev/null)
+# (pyenv installs a python3.12 shim that fails when 3.12 is not "global", so each candidate is run)
+PY312  ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+            "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV312 ?= .venv312
 
 .PHONY: venv run test test-fast test312 lint typecheck bench fuzz clean
