@@ -1,0 +1,19 @@
+"""Test-only mitmproxy script: every upstream connection goes to the local test servers.
+
+TLS verification and SNI keep the original name (research/mitmproxy.md §3.3, "Tip for fake test
+domains"), so `autodiscover.contoso.com` is served by the local HTTPS server with a leaf for that
+name, without /etc/hosts or DNS. Port 80 goes to the plain-HTTP server, everything else to HTTPS.
+"""
+
+from mitmproxy import ctx
+
+
+def load(loader):
+    loader.add_option("route_https_port", int, 0, "local HTTPS upstream port")
+    loader.add_option("route_http_port", int, 0, "local plain-HTTP upstream port")
+
+
+def server_connect(data):
+    _host, port = data.server.address
+    target = ctx.options.route_http_port if port == 80 else ctx.options.route_https_port
+    data.server.address = ("127.0.0.1", target)

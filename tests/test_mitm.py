@@ -1,0 +1,639 @@
+"""The mitmproxy adapter, hook by hook, with mitmproxy's own test helpers (no proxy process)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow
+
+from guard.formats._xml import parse_xml
+from guard.mitm import (
+    CREDENTIAL_LEAK,
+    DISCOVERY_TLD,
+    REDIRECT_LIMIT,
+    AutodiscoverGuard,
+    PendingRedirects,
+    Walk,
+    identify,
+    is_discovery,
+)
+from tests.conftest import FIXTURES, ROOT
+
+POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
+AUTODETECT_URL = "https://prod.autodetect.outlook.cloud.microsoft/autodetect/detect?app=outlookdesktopBasic"
+AUTOCONFIG_URL = "https://autoconfig.contoso.com/mail/config-v1.1.xml?emailaddress=alice%40contoso.com"
+
+
+def pox_request(address: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
+        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+        "</AcceptableResponseSchema></Request></Autodiscover>"
+    ).encode()
+
+
+def basic(user: str, password: str | None = None) -> str:
+    raw = user if password is None else f"{user}:{password}"
+    return "Basic " + base64.b64encode(raw.encode()).decode()
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def make_flow(url: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b"",
+              client: str = "127.0.0.1") -> http.HTTPFlow:
+    flow = tflow.tflow(req=http.Request.make(method, url, body, headers or {}))
+    flow.client_conn.peername = (client, 50000)
+    return flow
+
+
+def answer(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> http.Response:
+    response = http.Response.make(status, b"", headers or {"content-type": "text/xml; charset=utf-8"})
+    response.raw_content = body
+    response.headers["content-length"] = str(len(body))
+    return response
+
+
+class Guard:
+    """The addon in a taddons context, with a decision-log reader and a flow driver."""
+
+    def __init__(self, addon: AutodiscoverGuard, tctx: taddons.context, log: Path) -> None:
+        self.addon = addon
+        self.tctx = tctx
+        self.log = log
+
+    def configure(self, **options: object) -> None:
+        self.tctx.configure(self.addon, **options)
+
+    def through(self, flow: http.HTTPFlow, upstream: http.Response | None = None) -> http.HTTPFlow:
+        """request → (upstream answer unless the guard answered) → responseheaders → response."""
+        self.addon.request(flow)
+        if flow.response is None:
+            assert upstream is not None, "the guard let the request through but the test gave no answer"
+            flow.response = upstream
+        self.addon.responseheaders(flow)
+        if flow.error is None:  # killed flows get no response hook
+            self.addon.response(flow)
+        return flow
+
+    def lines(self, event: str = "decision") -> list[dict[str, object]]:
+        if not self.log.exists():
+            return []
+        rows = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [row for row in rows if row["event"] == event]
+
+    def last(self) -> dict[str, object]:
+        return self.lines()[-1]
+
+
+@pytest.fixture
+def guard(tmp_path: Path) -> Iterator[Guard]:
+    addon = AutodiscoverGuard()
+    with taddons.context(addon) as tctx:
+        log = tmp_path / "decisions.jsonl"
+        tctx.options.update(guard_log=str(log))
+        addon.configure(set(tctx.options.keys()))  # what mitmdump does at start: every option
+        yield Guard(addon, tctx, log)
+
+
+def policy_copy(folder: Path, text: str | None = None) -> Path:
+    """The default policy (and its provider map) in `folder`, optionally with replaced text."""
+    shutil.copy(ROOT / "policies" / "providers.yaml", folder / "providers.yaml")
+    path = folder / "policy.yaml"
+    path.write_text(text if text is not None else (ROOT / "policies" / "default.yaml").read_text())
+    return path
+
+
+# --- options -------------------------------------------------------------------------------------
+
+
+def test_a_mode_other_than_enforce_or_audit_is_refused(guard: Guard) -> None:
+    with pytest.raises(exceptions.OptionsError, match="guard_mode"):
+        guard.configure(guard_mode="bogus")
+
+
+def test_a_negative_body_cap_is_refused(guard: Guard) -> None:
+    with pytest.raises(exceptions.OptionsError, match="guard_max_body"):
+        guard.configure(guard_max_body=-1)
+
+
+def test_an_invalid_policy_is_refused_with_file_and_line(guard: Guard, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  foreign-host: rewrit\n")
+    with pytest.raises(exceptions.OptionsError, match=r"bad\.yaml:3:"):
+        guard.configure(guard_policy=str(bad))
+    assert guard.addon.policy is not None and guard.addon.policy.path.endswith("default.yaml")
+
+
+def test_the_script_shim_exposes_one_guard_addon() -> None:
+    with taddons.context() as tctx:
+        module = tctx.script(str(ROOT / "addons" / "autodiscover_guard.py"))
+        assert [type(a) for a in module.addons] == [AutodiscoverGuard]
+
+
+# --- which flows are discovery -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "path", "accept"), [
+    ("autodiscover.contoso.com", "/autodiscover/autodiscover.xml", ""),
+    ("autodiscover.contoso.com", "/anything", ""),
+    ("autoconfig.contoso.com", "/mail/config-v1.1.xml?emailaddress=a%40contoso.com", ""),
+    ("contoso.com", "/AutoDiscover/AutoDiscover.xml", ""),
+    ("contoso.com", "/autodiscover/autodiscover.svc", ""),
+    ("outlook.office365.com", "/autodiscover/autodiscover.json/v1.0/a@contoso.com?Protocol=Ews", ""),
+    ("contoso.com", "/.well-known/autoconfig/mail/config-v1.1.xml", ""),
+    ("prod.autodetect.outlook.cloud.microsoft", "/autodetect/detect?app=x", ""),
+    ("prod-autodetect.outlookmobile.com", "/detect?services=office365", ""),
+    ("live.thunderbird.net", "/autoconfig/v1.1/contoso.com", ""),
+    ("v1.ispdb.net", "/contoso.com", ""),
+    ("mail.contoso.com", "/mobileconfig?emailaddress=a%40contoso.com", ""),
+    ("dns.google", "/resolve?name=_imaps._tcp.contoso.com&type=SRV", "application/dns-json"),
+])
+def test_discovery_is_recognised_by_host_and_path(host: str, path: str, accept: str) -> None:
+    assert is_discovery(host, path, accept)
+
+
+@pytest.mark.parametrize(("host", "path", "accept"), [
+    ("www.contoso.com", "/index.html", ""),
+    ("live.thunderbird.net", "/thunderbird/start?locale=en-US", ""),
+    ("prod.autodetect.outlook.cloud.microsoft", "/health", ""),
+    ("dns.google", "/resolve?name=www.contoso.com&type=A", "application/dns-json"),
+    ("dns.google", "/dns-query?name=_imaps._tcp.contoso.com", "application/dns-message"),
+])
+def test_other_traffic_is_not_discovery(host: str, path: str, accept: str) -> None:
+    assert not is_discovery(host, path, accept)
+
+
+def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:
+    upstream = answer(b"<html>hello</html>", headers={"content-type": "text/html"})
+    flow = guard.through(make_flow("https://www.contoso.com/", headers={"authorization": basic("a", "pw")}),
+                         upstream)
+    assert flow.response is upstream and flow.response.raw_content == b"<html>hello</html>"
+    assert "guard.action" not in flow.metadata
+    assert guard.lines() == []
+
+
+# --- whose discovery it is -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "method", "headers", "body", "expected"), [
+    (POX_URL, "POST", {}, pox_request("alice@contoso.com"), ("alice@contoso.com", "body")),
+    ("https://contoso.com/autodiscover/autodiscover.svc", "POST", {},
+     b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><a:Mailbox '
+     b'xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover">bob@contoso.com</a:Mailbox>'
+     b"</s:Body></s:Envelope>", ("bob@contoso.com", "body")),
+    (AUTODETECT_URL, "GET", {"x-email": "email@example.com"}, b"", ("email@example.com", "x-email")),
+    (AUTODETECT_URL, "GET", {"authorization": basic("email@example.com")}, b"", ("email@example.com", "basic")),
+    (AUTODETECT_URL, "GET", {"authorization": basic("email@example.com", "pw")}, b"",
+     ("email@example.com", "basic")),
+    ("https://outlook.office365.com/autodiscover/autodiscover.json/v1.0/carol%40fabrikam.com?Protocol=Ews",
+     "GET", {}, b"", ("carol@fabrikam.com", "url")),
+    ("https://autodiscover.contoso.com/autodiscover/autodiscover.json?Email=alice%40contoso.com&Protocol=Ews",
+     "GET", {}, b"", ("alice@contoso.com", "url")),
+    (AUTOCONFIG_URL, "GET", {}, b"", ("alice@contoso.com", "url")),
+    ("https://autoconfig.northwind-traders.co.uk/mail/config-v1.1.xml", "GET", {}, b"",
+     ("@northwind-traders.co.uk", "host")),
+    ("https://live.thunderbird.net/autoconfig/v1.1/fabrikam.com", "GET", {}, b"", ("@fabrikam.com", "ispdb")),
+    ("https://dns.google/resolve?name=_imaps._tcp.contoso.com&type=SRV", "GET",
+     {"accept": "application/dns-json"}, b"", ("@contoso.com", "dns-name")),
+])
+def test_the_user_is_read_from_where_each_format_carries_it(
+    url: str, method: str, headers: dict[str, str], body: bytes, expected: tuple[str, str],
+) -> None:
+    flow = make_flow(url, method=method, headers=headers, body=body)
+    user, source = identify(flow.request, flow.request.pretty_host, body)
+    assert user is not None
+    assert (f"{user.local}@{user.domain}" if user.local else f"@{user.domain}", source) == expected
+
+
+def test_an_unidentifiable_request_has_no_user() -> None:
+    flow = make_flow("https://contoso.com/autodiscover/autodiscover.xml", method="POST", body=b"not xml")
+    assert identify(flow.request, "contoso.com", b"not xml") == (None, "unknown")
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+def test_the_seed_incident_is_blocked_with_the_formats_own_answer(guard: Guard) -> None:
+    upstream = answer(fixture("autodetect__seed_example_com.json"),
+                      headers={"content-type": "application/json; charset=utf-8", "x-debug-support": "e30="})
+    flow = guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}), upstream)
+    assert flow.response is not None and flow.response.status_code == 404 and flow.response.content == b""
+    assert "x-debug-support" not in flow.response.headers
+    assert flow.metadata["guard.action"] == "block" and flow.metadata["guard.local"] is True
+    line = guard.last()
+    assert line["action"] == line["would_action"] == "block"
+    assert line["user_domain"] == "example.com" and line["user_source"] == "x-email"
+    assert "reserved-user-domain" in line["rules"]  # type: ignore[operator]
+
+
+def test_audit_mode_passes_the_answer_but_logs_the_block(guard: Guard) -> None:
+    guard.configure(guard_mode="audit")
+    body = fixture("pox__seed_example_com.xml")
+    upstream = answer(body)
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("email@example.com")), upstream)
+    assert flow.response is upstream and flow.response.raw_content == body
+    line = guard.last()
+    assert (line["mode"], line["action"], line["would_action"]) == ("audit", "allow", "block")
+
+
+def test_an_audit_policy_changes_nothing_either(guard: Guard) -> None:
+    guard.configure(guard_policy=str(ROOT / "policies" / "audit.yaml"))
+    body = fixture("autodetect__seed_example_com.json")
+    flow = guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}), answer(body))
+    assert flow.response is not None and flow.response.raw_content == body
+    assert (guard.last()["mode"], guard.last()["would_action"]) == ("audit", "block")
+
+
+def test_a_benign_answer_is_passed_byte_for_byte(guard: Guard) -> None:
+    body = fixture("pox__benign_onprem_exchange.xml")
+    upstream = answer(body)
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is upstream and flow.response.raw_content == body
+    assert guard.last()["action"] == "allow"
+
+
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+def test_a_rewrite_keeps_the_good_suggestions_in_an_identity_body(guard: Guard, encoding: str) -> None:
+    body = fixture("autoconfig__oauth2_foreign_authurl.xml")
+    wire = gzip.compress(body) if encoding else body
+    headers = {"content-type": "application/xml"} | ({"content-encoding": encoding} if encoding else {})
+    flow = guard.through(make_flow(AUTOCONFIG_URL), answer(wire, headers=headers))
+    assert flow.response is not None and flow.metadata["guard.action"] == "rewrite"
+    assert "content-encoding" not in flow.response.headers
+    assert flow.response.headers["content-length"] == str(len(flow.response.raw_content or b""))
+    received = flow.response.raw_content or b""
+    assert b"contoso-sso.net" not in received
+    hosts = {e.text for e in parse_xml(received).iter() if e.tag == "hostname"}
+    assert hosts and all(h.endswith("contoso.com") for h in hosts)
+
+
+def test_a_gzip_encoded_bad_answer_is_blocked(guard: Guard) -> None:
+    upstream = answer(gzip.compress(fixture("pox__seed_example_com.xml")),
+                      headers={"content-type": "text/xml", "content-encoding": "gzip"})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("email@example.com")), upstream)
+    assert flow.metadata["guard.action"] == "block"
+    assert flow.response is not None and b"ErrorCode" in flow.response.content  # POX's own error answer
+
+
+def test_a_decompression_bomb_fails_closed(guard: Guard) -> None:
+    upstream = answer(gzip.compress(b" " * (8 * 1024 * 1024)),
+                      headers={"content-type": "text/xml", "content-encoding": "gzip"})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.metadata["guard.action"] == "block"
+    assert guard.last()["rules"] == ["malformed"]
+
+
+def test_guard_max_body_lowers_the_decoded_cap_too(guard: Guard) -> None:
+    guard.configure(guard_max_body=1000)
+    upstream = answer(gzip.compress(fixture("pox__benign_onprem_exchange.xml")),
+                      headers={"content-type": "text/xml", "content-encoding": "gzip"})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.metadata["guard.action"] == "block" and guard.last()["rules"] == ["malformed"]
+
+
+def test_an_unknown_content_encoding_fails_closed(guard: Guard) -> None:
+    upstream = answer(b"\x1f\x9d junk", headers={"content-type": "text/xml", "content-encoding": "compress"})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.metadata["guard.action"] == "block"
+
+
+def test_a_streamed_body_fails_closed(guard: Guard) -> None:
+    flow = make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"))
+    upstream = answer(b"")
+    upstream.raw_content = None
+    guard.through(flow, upstream)
+    assert flow.metadata["guard.action"] == "block"
+    assert "streamed" in json.dumps(guard.lines()) or guard.last()["rules"] == ["malformed"]
+
+
+def test_an_oversized_content_length_is_killed_before_the_body_arrives(guard: Guard) -> None:
+    flow = make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"))
+    upstream = answer(b"")
+    upstream.headers["content-length"] = str(50 * 1024 * 1024)
+    guard.through(flow, upstream)
+    assert flow.error is not None and flow.metadata["guard.action"] == "block"
+    assert len(guard.lines()) == 1
+
+
+def test_error_statuses_pass_unjudged_but_logged(guard: Guard) -> None:
+    upstream = answer(b"<html>no</html>", status=500, headers={"content-type": "text/html"})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is upstream
+    assert guard.last()["action"] == "allow" and guard.last()["status"] == 500
+
+
+def test_an_empty_answer_carries_no_suggestion(guard: Guard) -> None:
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), answer(b""))
+    assert flow.metadata["guard.action"] == "allow"
+
+
+# --- request side: the credential firewall -------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "https://autodiscover.com.br/autodiscover/autodiscover.xml",
+    "http://Autodiscover.co.uk/Autodiscover/Autodiscover.xml",
+    "https://autoconfig.github.io/mail/config-v1.1.xml",
+    "https://com.br/autodiscover/autodiscover.xml",
+])
+def test_discovery_under_a_public_suffix_is_answered_locally_even_without_credentials(
+    guard: Guard, url: str,
+) -> None:
+    flow = make_flow(url, method="POST", body=pox_request("user@example.com.br"))
+    guard.addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403  # set in `request`: no upstream
+    assert DISCOVERY_TLD.encode() in flow.response.content
+    assert guard.last()["rules"] == [DISCOVERY_TLD] and guard.last()["status"] is None
+
+
+def test_a_user_of_that_very_domain_may_use_its_discovery_host(guard: Guard) -> None:
+    flow = make_flow("https://autodiscover.autodiscover.com.br/autodiscover/autodiscover.xml", method="POST",
+                     body=pox_request("ana@autodiscover.com.br"))
+    guard.addon.request(flow)
+    assert flow.response is None
+
+
+def test_credentials_never_reach_a_host_the_users_domain_does_not_own(guard: Guard) -> None:
+    flow = make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml", method="POST",
+                     headers={"authorization": basic("alice@contoso.com", "hunter2")},
+                     body=pox_request("alice@contoso.com"))
+    guard.addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert guard.last()["rules"] == [CREDENTIAL_LEAK]
+    assert "hunter2" not in guard.log.read_text()
+    assert base64.b64encode(b"alice@contoso.com:hunter2").decode() not in guard.log.read_text()
+
+
+@pytest.mark.parametrize("authorization", [basic("alice@contoso.com", "pw"), "Bearer eyJ0eXAi", "NTLM TlRMTVNTUAAB"])
+def test_credentials_to_the_users_own_discovery_host_pass(guard: Guard, authorization: str) -> None:
+    flow = make_flow(POX_URL, method="POST", headers={"authorization": authorization},
+                     body=pox_request("alice@contoso.com"))
+    guard.addon.request(flow)
+    assert flow.response is None
+
+
+@pytest.mark.parametrize("authorization", ["NTLM TlRMTVNTUAAB", "Negotiate YIIB", "Bearer eyJ0eXAi"])
+def test_every_auth_scheme_counts_as_a_credential(guard: Guard, authorization: str) -> None:
+    flow = make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml", method="POST",
+                     headers={"authorization": authorization}, body=pox_request("alice@contoso.com"))
+    guard.addon.request(flow)
+    assert flow.response is not None and guard.last()["rules"] == [CREDENTIAL_LEAK]
+
+
+def test_a_password_form_field_counts_as_a_credential(guard: Guard) -> None:
+    flow = make_flow("https://autoconfig.collector-mail.net/mail/config-v1.1.xml?emailaddress=alice%40contoso.com",
+                     method="POST", headers={"content-type": "application/x-www-form-urlencoded"},
+                     body=b"user=alice&password=hunter2")
+    guard.addon.request(flow)
+    assert flow.response is not None and guard.last()["rules"] == [CREDENTIAL_LEAK]
+    assert "hunter2" not in guard.log.read_text()
+
+
+def test_a_bare_basic_user_id_is_not_a_credential(guard: Guard) -> None:
+    flow = make_flow(AUTODETECT_URL, headers={"authorization": basic("email@example.com")})
+    guard.addon.request(flow)
+    assert flow.response is None
+
+
+def test_credentials_over_plain_http_are_refused_even_to_the_own_domain(guard: Guard) -> None:
+    flow = make_flow(POX_URL.replace("https", "http"), method="POST",
+                     headers={"authorization": basic("alice@contoso.com", "pw")}, body=pox_request("alice@contoso.com"))
+    guard.addon.request(flow)
+    assert flow.response is not None and guard.last()["rules"] == [CREDENTIAL_LEAK]
+
+
+def test_plain_http_discovery_without_credentials_is_judged_normally(guard: Guard) -> None:
+    flow = guard.through(make_flow(POX_URL.replace("https", "http"), method="POST",
+                                   body=pox_request("alice@contoso.com")),
+                         answer(fixture("pox__benign_onprem_exchange.xml")))
+    assert flow.metadata["guard.action"] == "allow"
+
+
+def test_a_basic_challenge_from_a_host_the_user_does_not_own_is_refused(guard: Guard) -> None:
+    upstream = answer(b"", status=401, headers={"www-authenticate": 'Basic realm="mail"'})
+    flow = guard.through(make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml",
+                                   method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is not upstream and flow.response is not None and flow.response.status_code == 403
+    assert "www-authenticate" not in flow.response.headers
+    assert guard.last()["rules"] == [CREDENTIAL_LEAK]
+
+
+def test_a_basic_challenge_from_the_users_own_host_passes(guard: Guard) -> None:
+    upstream = answer(b"", status=401, headers={"www-authenticate": 'Negotiate, Basic realm="mail"'})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is upstream
+
+
+def test_a_basic_challenge_over_plain_http_is_refused(guard: Guard) -> None:
+    upstream = answer(b"", status=401, headers={"www-authenticate": 'Basic realm="mail"'})
+    flow = guard.through(make_flow(POX_URL.replace("https", "http"), method="POST",
+                                   body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is not upstream and guard.last()["rules"] == [CREDENTIAL_LEAK]
+
+
+# --- redirect walks ------------------------------------------------------------------------------
+
+
+def redirect(location: str) -> http.Response:
+    return answer(b"", status=302, headers={"location": location})
+
+
+def test_a_302_to_a_foreign_autodiscover_host_is_stopped(guard: Guard) -> None:
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")),
+                         redirect("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml"))
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "location" not in flow.response.headers
+    assert guard.last()["rules"] == ["foreign-host"] and guard.last()["format"] == "http-redirect"
+
+
+def test_each_hop_is_judged_for_the_original_user(guard: Guard) -> None:
+    guard.through(make_flow("http://autodiscover.contoso.com/autodiscover/autodiscover.xml"),
+                  redirect(POX_URL))
+    assert guard.last()["action"] == "allow"
+    # the client re-posts there; the body names someone else, but the walk keeps alice's domain
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("mallory@collector-mail.net")),
+                         answer(fixture("pox__benign_onprem_exchange.xml")))
+    assert flow.metadata["guard.action"] == "allow"
+    assert (guard.last()["user_domain"], guard.last()["user_source"]) == ("contoso.com", "redirect")
+
+
+def test_a_redirect_address_hop_keeps_the_original_user(guard: Guard) -> None:
+    redirect_addr = fixture("pox__redirect_addr_foreign.xml").replace(b"alice@collector-mail.net",
+                                                                     b"alice@eu.contoso.com")
+    guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), answer(redirect_addr))
+    assert guard.last()["action"] == "allow"
+    guard.through(make_flow("https://autodiscover.eu.contoso.com/autodiscover/autodiscover.xml", method="POST",
+                            body=pox_request("alice@eu.contoso.com")),
+                  answer(fixture("pox__benign_onprem_exchange.xml")))
+    assert (guard.last()["user_domain"], guard.last()["user_source"]) == ("contoso.com", "redirect")
+
+
+def test_redirects_past_the_hop_limit_are_stopped(guard: Guard, tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "default.yaml").read_text().replace("max_redirects: 10", "max_redirects: 1")
+    guard.configure(guard_policy=str(policy_copy(tmp_path, text)))
+    first = "https://autodiscover.contoso.com/a/autodiscover/autodiscover.xml"
+    second = "https://autodiscover.contoso.com/b/autodiscover/autodiscover.xml"
+    guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), redirect(first))
+    assert guard.last()["action"] == "allow"
+    flow = guard.through(make_flow(first, method="POST", body=pox_request("alice@contoso.com")), redirect(second))
+    assert flow.metadata["guard.action"] == "block" and guard.last()["rules"] == [REDIRECT_LIMIT]
+
+
+def test_a_redirect_loop_is_stopped(guard: Guard) -> None:
+    other = "https://autodiscover.contoso.com/other/autodiscover/autodiscover.xml"
+    guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), redirect(other))
+    flow = guard.through(make_flow(other, method="POST", body=pox_request("alice@contoso.com")), redirect(POX_URL))
+    assert flow.metadata["guard.action"] == "block" and guard.last()["rules"] == [REDIRECT_LIMIT]
+
+
+def test_walks_of_different_clients_do_not_mix(guard: Guard) -> None:
+    guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"), client="10.0.0.1"),
+                  redirect("https://autodiscover.contoso.com/x/autodiscover/autodiscover.xml"))
+    flow = make_flow("https://autodiscover.contoso.com/x/autodiscover/autodiscover.xml", method="POST",
+                     body=pox_request("bob@northwind-traders.co.uk"), client="10.0.0.2")
+    guard.through(flow, answer(fixture("pox__error_500_not_found.xml")))
+    assert guard.last()["user_domain"] == "northwind-traders.co.uk"
+
+
+def test_pending_redirects_are_bounded_and_expire() -> None:
+    pending = PendingRedirects(ttl=10.0, slots=3)
+    walk = Walk(None, frozenset())
+    for i in range(5):
+        pending.offer("c", f"k{i}", walk, now=0.0)
+    assert len(pending) == 3 and pending.claim("c", ["k0"], now=1.0) is None
+    assert pending.claim("c", ["k4"], now=1.0) is walk
+    assert pending.claim("c", ["k4"], now=11.0) is None
+
+
+# --- failing closed ------------------------------------------------------------------------------
+
+
+def _explode(*_args: object, **_kwargs: object) -> None:
+    raise RuntimeError("bug")
+
+
+def test_an_internal_error_blocks_instead_of_passing_the_answer(guard: Guard,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("guard.mitm.judge", _explode)
+    upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is not upstream and flow.response is not None and flow.response.status_code == 403
+    assert guard.last()["rules"] == ["internal-error"]
+
+
+def test_an_internal_error_passes_when_the_policy_says_on_error_allow(guard: Guard,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    guard.configure(guard_policy=str(ROOT / "policies" / "audit.yaml"), guard_mode="enforce")
+    monkeypatch.setattr("guard.mitm.judge", _explode)
+    upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is upstream and guard.last()["rules"] == ["internal-error"]
+
+
+def test_an_internal_error_before_the_body_kills_the_flow(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("guard.mitm.hint", _explode)
+    flow = make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"))
+    upstream = answer(b"")
+    upstream.headers["content-length"] = str(50 * 1024 * 1024)
+    guard.through(flow, upstream)
+    assert flow.error is not None and len(guard.lines()) == 1
+
+
+# --- logging, console, metrics -------------------------------------------------------------------
+
+
+def test_each_discovery_flow_is_logged_exactly_once(guard: Guard) -> None:
+    flows = [
+        guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")),
+                      answer(fixture("pox__benign_onprem_exchange.xml"))),
+        guard.through(make_flow("https://autodiscover.com.br/autodiscover/autodiscover.xml")),
+        guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}),
+                      answer(fixture("autodetect__seed_example_com.json"))),
+        guard.through(make_flow("https://www.contoso.com/"), answer(b"x")),
+    ]
+    assert [line["id"] for line in guard.lines()] == [f.id for f in flows[:3]]
+
+
+def test_the_log_hides_local_parts_and_query_addresses(guard: Guard) -> None:
+    guard.through(make_flow(AUTOCONFIG_URL), answer(fixture("autoconfig__benign_own_domain.xml")))
+    text = guard.log.read_text()
+    assert "alice" not in text
+    assert guard.last()["user_local_hash"] and guard.last()["url"].endswith("emailaddress=REDACTED")  # type: ignore[union-attr]
+
+
+def test_console_mode_prints_one_human_line(guard: Guard, caplog: pytest.LogCaptureFixture) -> None:
+    guard.configure(guard_console=True)
+    with caplog.at_level(logging.INFO, logger="guard.mitm"):
+        guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}),
+                      answer(fixture("autodetect__seed_example_com.json")))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("autodiscover-guard: BLOCK")]
+    assert len(lines) == 1 and "example.com" in lines[0] and "email@" not in lines[0]
+
+
+def test_metrics_count_decisions_by_rule_and_action(guard: Guard, tmp_path: Path) -> None:
+    target = tmp_path / "guard.prom"
+    guard.configure(guard_metrics=str(target))
+    guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}),
+                  answer(fixture("autodetect__seed_example_com.json")))
+    guard.addon.tick()
+    text = target.read_text()
+    assert 'autodiscover_guard_decisions_total{mode="enforce",action="block"} 1' in text
+    assert 'autodiscover_guard_rule_decisions_total{rule="reserved-user-domain",action="block"} 1' in text
+    assert "autodiscover_guard_added_latency_seconds_count 1" in text
+
+
+# --- hot reload ----------------------------------------------------------------------------------
+
+
+def settle(guard: Guard) -> None:
+    """Two ticks: a change is taken only once the file has stopped changing for one tick."""
+    guard.addon.tick()
+    guard.addon.tick()
+
+
+def test_a_valid_policy_change_swaps_in(guard: Guard, tmp_path: Path) -> None:
+    path = policy_copy(tmp_path)
+    guard.configure(guard_policy=str(path))
+    before = guard.addon.policy
+    path.write_text(path.read_text().replace("foreign-host: rewrite", "foreign-host: warn") + "\n# edited\n")
+    guard.addon.tick()
+    assert guard.addon.policy is before  # not yet: the file might still be being written
+    guard.addon.tick()
+    assert guard.addon.policy is not before
+    assert guard.lines("policy_loaded")[-1]["revision"] == guard.addon.policy.revision  # type: ignore[union-attr]
+    flow = guard.through(make_flow(AUTOCONFIG_URL), answer(fixture("autoconfig__oauth2_foreign_authurl.xml")))
+    assert flow.metadata["guard.action"] == "warn"
+
+
+@pytest.mark.parametrize("breakage", ["invalid", "half-written", "deleted"])
+def test_a_broken_policy_change_is_rejected_and_the_old_one_stays(guard: Guard, tmp_path: Path,
+                                                                   breakage: str) -> None:
+    path = policy_copy(tmp_path)
+    guard.configure(guard_policy=str(path))
+    before = guard.addon.policy
+    text = path.read_text()
+    if breakage == "invalid":
+        path.write_text(text.replace("foreign-host: rewrite", "foreign-host: rewrit"))
+    elif breakage == "half-written":
+        path.write_text(text[: text.index("rules:") + 30])
+    else:
+        path.unlink()
+    settle(guard)
+    assert guard.addon.policy is before
+    rejected = guard.lines("policy_rejected")
+    assert len(rejected) == 1 and str(path) in str(rejected[0]["reason"])
+    if breakage == "invalid":
+        assert f"{path}:" in str(rejected[0]["reason"])  # file:line:column
+    settle(guard)
+    assert len(guard.lines("policy_rejected")) == 1  # reported once, not every second
