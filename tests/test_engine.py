@@ -129,3 +129,12 @@ def test_answers_judged_without_a_known_user_still_apply_the_hard_rules(default_
     decision = judge(body, None, default_policy)
     assert "ip-literal" in decision.rules
     assert "foreign-host" not in decision.rules
+
+
+def test_json_claiming_two_formats_is_malformed_whatever_the_url(default_policy: Policy) -> None:
+    body = (b'{"Url":"https://autodiscover.contoso.com/x","protocols":[{"protocol":"imap",'
+            b'"hostname":"imap.evil.net","port":993}]}')
+    for url in ("https://x.autodetect.outlook.cloud.microsoft/autodetect/detect", ""):
+        decision = judge(body, User.from_address("alice@contoso.com"), default_policy, url=url)
+        assert decision.rules == ("malformed",)
+        assert decision.action is Action.BLOCK

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from guard.errors import MalformedDocument
 from guard.model import Parsed, Reply, Suggestion
 
 
@@ -53,6 +54,8 @@ def formats() -> dict[str, Format]:
 
 def by_name(name: str) -> Format:
     """The format called `name`; raises KeyError with the known names."""
+    if name == AMBIGUOUS.name:
+        return AMBIGUOUS
     try:
         return formats()[name]
     except KeyError:
@@ -93,6 +96,23 @@ _URL_HINTS = (
 )
 _TYPE_HINTS = (("application/x-apple-aspen-config", "mobileconfig"), ("application/dns-json", "srv"))
 _SNIFF_BYTES = 4096
+MAX_SNIFF_JSON = 1024 * 1024  # the JSON byte cap; a larger body is refused by the parser anyway
+
+
+def _refuse_ambiguous(_body: bytes) -> Parsed:
+    raise MalformedDocument("JSON body carries the keys of more than one discovery format")
+
+
+def _no_rewrite(_body: bytes, _parsed: Parsed, _drop: Sequence[Suggestion]) -> bytes | None:
+    return None
+
+
+def _refusal() -> Reply:
+    return Reply(403, "text/plain; charset=utf-8", b"Blocked by autodiscover-guard: ambiguous answer.\n")
+
+
+# A body that claims two formats at once: always malformed, blocked with a plain 403.
+AMBIGUOUS = Format("ambiguous-json", _refuse_ambiguous, _no_rewrite, _refusal)
 
 
 def _head(body: bytes) -> bytes:
@@ -117,8 +137,12 @@ def sniff_body(body: bytes) -> str | None:
             return "mobilesync" if b"/mobilesync/" in head else "pox"
         return _XML_ROOTS.get(local)
     if head.startswith((b"{", b"[")):
-        for match in _JSON_KEY.finditer(head):
-            return _JSON_KEYS[match.group(1)]
+        # Every known key anywhere in the body votes: a body with keys of two formats (adv2's
+        # `Url` beside AutoDetect's `protocols`) would be judged as one and acted on as the other.
+        claims = {_JSON_KEYS[m.group(1)] for m in _JSON_KEY.finditer(body, 0, MAX_SNIFF_JSON)}
+        if len(claims) > 1:
+            return AMBIGUOUS.name
+        return claims.pop() if claims else None
     if head.startswith(b"0") and b"<plist" in body[:_SNIFF_BYTES * 4]:  # CMS-signed profile (DER)
         return "mobileconfig"
     return None
