@@ -1,4 +1,3 @@
-"""mitmdump -s addons/autodiscover_guard.py — the guard's logic lives in guard.mitm."""
-from guard.mitm import AutodiscoverGuard
+from guard.mitm import AutodiscoverGuard  # mitmdump -s addons/autodiscover_guard.py; logic: guard/mitm.py
 
 addons = [AutodiscoverGuard()]

@@ -29,7 +29,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
@@ -40,7 +40,7 @@ from mitmproxy.addonmanager import Loader
 from guard import rules
 from guard.decode import decode_body
 from guard.engine import GENERIC_BLOCK, judge
-from guard.errors import PolicyError, UntrustedInputError
+from guard.errors import BodyTooLarge, MalformedDocument, PolicyError, UntrustedInputError
 from guard.formats import Format, by_name, detect, hint
 from guard.formats._xml import parse_xml
 from guard.formats.autodetect import header_suggestions
@@ -94,8 +94,8 @@ _PASSWORD_FIELD = re.compile(
 _BASIC_CHALLENGE = re.compile(r"(?:^|,)\s*basic(?:\s|,|$)", re.IGNORECASE)
 
 
-def is_discovery(host: str, path: str, accept: str = "") -> bool:
-    """Whether a request is mail discovery, from host and path only (cheap: every flow asks)."""
+def is_discovery(host: str, path: str, headers: Mapping[str, str] | None = None) -> bool:
+    """Whether a request is mail discovery, from host and path (cheap: every flow asks)."""
     if host.startswith(_DISCOVERY_PREFIXES):
         return True
     plain, _, query = path.partition("?")
@@ -107,8 +107,19 @@ def is_discovery(host: str, path: str, accept: str = "") -> bool:
     if prefix is not None:
         return plain.lower().startswith(prefix)
     # DoH JSON lookups of SRV service names (formats.md §5): `?name=_imaps._tcp.<domain>`
-    return (_DOH_PATH.match(plain) is not None and "dns-json" in (accept + query).lower()
-            and "name=_" in query.lower())
+    if _DOH_PATH.match(plain) is None or "name=_" not in query.lower():
+        return False
+    accept = (headers or {}).get("accept", "")
+    return "dns-json" in (accept + query).lower()
+
+
+def request_host(request: http.Request) -> str:
+    """The host a request is for. `host` is the proxy target; the Host header (`pretty_host`, 40×
+    slower) is read only when the target is an address, as in transparent mode."""
+    host = request.host
+    if host[-1:].isdigit() or ":" in host:
+        host = request.pretty_host
+    return host.lower().rstrip(".")
 
 
 # --- who the discovery is for --------------------------------------------------------------------
@@ -318,6 +329,22 @@ def _merge(decision: Decision, findings: Sequence[Finding], policy: Policy, repl
     return replace(decision, action=Action.BLOCK, findings=merged, body=None, reply=decision.reply or reply)
 
 
+def _unreadable(format_name: str, why: str, policy: Policy) -> Decision:
+    """An answer the guard cannot read is `malformed`: clients act on fragments (formats.md §1.5)."""
+    return _merge(Decision(format_name, Action.ALLOW), [Finding(rules.MALFORMED, "", "(body)", why)], policy,
+                  _block_reply(format_name))
+
+
+def _read_body(response: http.Response, wire: int, decoded: int) -> bytes:
+    """The decoded body, never through `.content` (unbounded decompression, research §1.3)."""
+    raw = response.raw_content
+    if raw is None:
+        raise MalformedDocument("the body was streamed past the guard and cannot be inspected")
+    if len(raw) > wire:
+        raise BodyTooLarge(f"the body of {len(raw)} bytes exceeds the {wire}-byte cap")
+    return decode_body(raw, response.headers.get("content-encoding", ""), decoded)
+
+
 def _owned(user: User, host: str, policy: Policy) -> bool:
     return owner_evidence(user.domain, host, policy.trust) is not None
 
@@ -356,6 +383,7 @@ class _FlowState:
     mode: Mode
     client: str
     host: str
+    url: str
     user: User | None = None
     user_source: str = "unknown"
     walk: Walk = field(default_factory=lambda: Walk(None, frozenset()))
@@ -420,15 +448,16 @@ class AutodiscoverGuard:
             raise _options_error(f"guard_mode must be enforce, audit or empty, not {options.guard_mode!r}")
         if "guard_max_body" in updated and options.guard_max_body < 0:
             raise _options_error("guard_max_body must be 0 (the policy's limits) or a positive byte count")
+        policy = None
         if "guard_policy" in updated:
             path = Path(options.guard_policy).expanduser()
-            stamp = _stamp(path)
+            stamp = _stamp(path)  # before reading: a write after it shows as a change next tick
             try:
                 policy = load_policy(path)
             except PolicyError as exc:
                 raise _options_error(f"invalid policy: {exc}") from None
             self.policy_path, self._stamp, self._pending_stamp = path, stamp, None
-            self._install(policy)
+        # everything is valid from here on: apply
         self._mode_option = options.guard_mode
         self._max_body_option = options.guard_max_body
         self._console = options.guard_console
@@ -436,6 +465,8 @@ class AutodiscoverGuard:
         if "guard_log" in updated:
             self.log.close()
             self.log = DecisionLog(options.guard_log)
+        if policy is not None:
+            self._install(policy)
 
     def running(self) -> None:
         """Say what is in force (unknown `--set` names are silently ignored) and start the ticker."""
@@ -527,17 +558,17 @@ class AutodiscoverGuard:
     def request(self, flow: http.HTTPFlow) -> None:
         """Start tracking discovery flows; refuse TLD discovery and misdirected credentials locally."""
         request = flow.request
-        host = request.pretty_host.lower().rstrip(".")
-        if not is_discovery(host, request.path, request.headers.get("accept", "")):
+        host = request_host(request)
+        if not is_discovery(host, request.path, request.headers):
             return
         started = time.perf_counter()
         state = self._start(flow, host)
         body = self._request_body(request, state.policy)
         state.user, state.user_source = identify(request, host, body)
-        self._continue_walk(request, state)
+        self._continue_walk(state)
         finding = self._request_finding(request, state, _credential(request, body))
         if finding is not None:
-            decision = _merge(Decision(hint(request.pretty_url) or "request", Action.ALLOW), [finding],
+            decision = _merge(Decision(hint(state.url) or "request", Action.ALLOW), [finding],
                               state.policy, _local_reply(finding))
             self._finish(flow, state, decision, started)
         else:
@@ -546,7 +577,7 @@ class AutodiscoverGuard:
     def _start(self, flow: http.HTTPFlow, host: str) -> _FlowState:
         policy = self._policy()
         peer = flow.client_conn.peername
-        state = _FlowState(policy, self._mode(policy), str(peer[0]) if peer else "?", host)
+        state = _FlowState(policy, self._mode(policy), str(peer[0]) if peer else "?", host, flow.request.pretty_url)
         self._flows[flow] = state
         flow.metadata["guard.discovery"] = True
         return state
@@ -561,9 +592,9 @@ class AutodiscoverGuard:
         except UntrustedInputError:
             return b""
 
-    def _continue_walk(self, request: http.Request, state: _FlowState) -> None:
+    def _continue_walk(self, state: _FlowState) -> None:
         """Join the walk of a redirect this client was sent on, keeping its original user."""
-        keys = [key for key in (_url_key(request.pretty_url),) if key]
+        keys = [key for key in (_url_key(state.url),) if key]
         if state.user is not None and state.user.address:
             keys.append("mailto:" + state.user.address.lower())
         walk = self.redirects.claim(state.client, keys, time.monotonic())
@@ -608,10 +639,7 @@ class AutodiscoverGuard:
         else:
             state.elapsed += time.perf_counter() - started
             return
-        name = hint(flow.request.pretty_url) or "unknown"
-        decision = _merge(Decision(name, Action.ALLOW), [Finding(rules.MALFORMED, "", "(body)", why)],
-                          state.policy, _block_reply(name))
-        self._finish(flow, state, decision, started, kill=True)
+        self._finish(flow, state, _unreadable(hint(state.url) or "unknown", why, state.policy), started, kill=True)
 
     @_fail_closed(can_replace=True)
     def response(self, flow: http.HTTPFlow) -> None:
@@ -626,32 +654,30 @@ class AutodiscoverGuard:
         elif 200 <= status < 300:
             decision = self._judge_body(flow, state)
         else:
-            decision = Decision(hint(flow.request.pretty_url) or "unknown", Action.ALLOW,
+            decision = Decision(hint(state.url) or "unknown", Action.ALLOW,
                                 notes=(f"HTTP {status}: no answer to judge",))
         self._finish(flow, state, self._judge_challenge(flow, state, decision), started)
+
+    @_fail_closed(can_replace=False)
+    def error(self, flow: http.HTTPFlow) -> None:
+        """Log discovery flows that got no answer (upstream unreachable, over `body_size_limit`)."""
+        state = self._flows.get(flow)
+        if state is None or state.done:
+            return
+        why = flow.error.msg if flow.error is not None else "unknown error"
+        decision = Decision(hint(state.url) or "unknown", Action.ALLOW, notes=(f"no answer: {why}",))
+        self._finish(flow, state, decision, time.perf_counter())
 
     def _judge_body(self, flow: http.HTTPFlow, state: _FlowState) -> Decision:
         assert flow.response is not None
         response, policy = flow.response, state.policy
-        url, content_type = flow.request.pretty_url, response.headers.get("content-type", "")
-        name = hint(url, content_type) or "unknown"
-        wire, decoded = self._caps(policy)
-        raw = response.raw_content
-        problem = None
-        if raw is None:
-            problem = "the body was streamed past the guard and cannot be inspected"
-        elif len(raw) > wire:
-            problem = f"the body of {len(raw)} bytes exceeds the {wire}-byte cap"
-        else:
-            try:
-                body = decode_body(raw, response.headers.get("content-encoding", ""), decoded)
-            except UntrustedInputError as exc:
-                problem = str(exc)
-        if problem is not None:
-            return _merge(Decision(name, Action.ALLOW), [Finding(rules.MALFORMED, "", "(body)", problem)],
-                          policy, _block_reply(name))
+        url, content_type = state.url, response.headers.get("content-type", "")
+        try:
+            body = _read_body(response, *self._caps(policy))
+        except UntrustedInputError as exc:
+            return _unreadable(hint(url, content_type) or "unknown", str(exc), policy)
         if not body.strip():
-            return Decision(name, Action.ALLOW, notes=("empty body: no suggestion",))
+            return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
         fmt = detect(body, url, content_type)
         extra = header_suggestions(response.headers) if fmt is not None and fmt.sensitive_headers else ()
         decision = judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra)
@@ -661,7 +687,7 @@ class AutodiscoverGuard:
         assert flow.response is not None
         location = flow.response.headers["location"]
         with contextlib.suppress(ValueError):  # else judged as written: unreadable means malformed
-            location = urljoin(flow.request.pretty_url, location)
+            location = urljoin(state.url, location)
         suggestion = Suggestion(location, ValueKind.URL, Role.REDIRECT, "Location")
         decision = judge(b"", state.user, state.policy, fmt=HTTP_REDIRECT, extra=(suggestion,))
         if decision.action is Action.REWRITE:  # the Location is the whole answer: nothing is left
@@ -715,7 +741,7 @@ class AutodiscoverGuard:
         if enforce and changes:
             _apply(flow, decision, kill=kill)
         latency = state.elapsed + time.perf_counter() - started
-        facts = FlowFacts(flow.id, state.client, flow.request.method, flow.request.pretty_url, status)
+        facts = FlowFacts(flow.id, state.client, flow.request.method, state.url, status)
         self._record(flow, state, facts, decision, applied=applied, latency=latency)
 
     def _record(self, flow: http.HTTPFlow, state: _FlowState, facts: FlowFacts, decision: Decision, *,
@@ -738,11 +764,10 @@ class AutodiscoverGuard:
 
     def _internal_error(self, flow: http.HTTPFlow, exc: Exception, *, can_replace: bool) -> None:
         """Fail closed (unless `on_error: allow`) and still log the flow exactly once."""
-        logger.warning("autodiscover-guard: internal error, failing %s: %s",
-                       "closed" if self._policy().on_error is Action.BLOCK else "open", exc, exc_info=True)
+        logger.warning("autodiscover-guard: internal error: %r", exc, exc_info=True)
         state = self._flows.get(flow)
         if state is None:
-            state = self._start(flow, flow.request.pretty_host.lower())
+            state = self._start(flow, flow.request.host)  # the plain attribute: nothing left to fail
         elif state.done:
             return
         finding = Finding(rules.INTERNAL_ERROR, "", "(guard)", f"internal error: {type(exc).__name__}")
@@ -759,7 +784,8 @@ def _apply(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
     identity-encoded body and fewer headers for a rewrite."""
     if decision.action is Action.BLOCK:
         if kill:
-            flow.kill()  # type: ignore[no-untyped-call]
+            if flow.killable:
+                flow.kill()  # type: ignore[no-untyped-call]
             return
         reply = decision.reply or GENERIC_BLOCK
         flow.response = http.Response.make(reply.status, reply.body, {"content-type": reply.content_type})

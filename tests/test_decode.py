@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib
 import time
@@ -9,9 +10,11 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from guard.decode import decode_body
-from guard.errors import BodyTooLarge, MalformedDocument, UnsupportedEncoding
+from guard.errors import BodyTooLarge, MalformedDocument, UnsupportedEncoding, UntrustedInputError
 from tests.conftest import FIXTURES
 
 BODY = (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()
@@ -126,3 +129,9 @@ def test_coding_names_are_case_and_space_insensitive() -> None:
 
 def test_an_empty_body_decodes_to_empty_whatever_the_coding() -> None:
     assert decode_body(b"", "gzip", CAP) == b""
+
+
+@given(data=st.binary(max_size=2048), coding=st.sampled_from([*ENCODERS, "identity", "gzip, br", "zstd, deflate"]))
+def test_any_input_decodes_within_the_cap_or_raises_an_untrusted_input_error(data: bytes, coding: str) -> None:
+    with contextlib.suppress(UntrustedInputError):
+        assert len(decode_body(data, coding, 4096)) <= 4096

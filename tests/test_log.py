@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from guard.log import DecisionLog, FlowFacts, console_line, decision_record, hash_local_part, scrub_url
 from guard.model import Action, Decision, Finding
@@ -42,6 +44,18 @@ def record(decision: Decision = SEED, *, hash_local: bool = True, applied: Actio
 ])
 def test_urls_lose_addresses_secrets_userinfo_and_fragment(url: str, expected: str) -> None:
     assert scrub_url(url) == expected
+
+
+@given(local=st.text("abcdefghijklmnopqrstuvwxyz0123456789._+-", min_size=10, max_size=30))
+def test_no_local_part_survives_scrubbing_wherever_it_is_placed(local: str) -> None:
+    address = f"{local}@contoso.com"
+    urls = (f"https://a.contoso.com/autodiscover/autodiscover.json/v1.0/{address}?Protocol=Ews",
+            f"https://autoconfig.contoso.com/mail/config-v1.1.xml?emailaddress={address}",
+            f"https://a.contoso.com/x?anything={address}&Email={address}",
+            f"https://{address}:pw@a.contoso.com/x")
+    assume(all(local not in url.replace(address, "") for url in urls))  # not in the URL's own words
+    for url in urls:
+        assert local not in scrub_url(url), url
 
 
 def test_local_parts_hash_with_a_process_key_case_insensitively() -> None:
