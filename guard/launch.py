@@ -194,8 +194,41 @@ def cmd_ca(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-judge saved mitmproxy flows; exit 1 when any would be rewritten or blocked."""
+    import io
+
+    from mitmproxy.exceptions import FlowReadException
+
+    from guard.log import DecisionLog
+    from guard.mitm import replay_flows
+
+    policy = load_policy(args.policy or default_policy_path())
+    sink = io.StringIO()
+    counts: dict[str, int] = {}
+    try:
+        for flow in replay_flows(Path(args.flows), policy, DecisionLog(stream=sink)):
+            would = str(flow.metadata["guard.would_action"])
+            counts[would] = counts.get(would, 0) + 1
+            if not args.json:
+                rules = ",".join(map(str, flow.metadata["guard.rules"])) or "-"
+                print(f"{would.upper():<8} {flow.metadata['guard.format']:<12} {rules:<40} {flow.request.pretty_url}")
+    except (OSError, FlowReadException) as exc:
+        print(f"error: {args.flows}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for line in sink.getvalue().splitlines():
+            if '"event": "decision"' in line or '"event":"decision"' in line:
+                print(line)
+    total = sum(counts.values())
+    flagged = counts.get("block", 0) + counts.get("rewrite", 0)
+    print(f"{total} discovery flows judged: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())),
+          file=sys.stderr)
+    return 1 if flagged else 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `run`, `pac` and `ca` to the CLI."""
+    """Add `run`, `pac`, `ca` and `replay` to the CLI."""
     run = sub.add_parser("run", help="start the guarding proxy (mitmdump with the addon)")
     run.add_argument("--mode", choices=sorted(MODES), default="workstation")
     run.add_argument("--policy", help="policy file (default: default.yaml; audit.yaml in audit mode)")
@@ -216,6 +249,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ca.add_argument("--confdir", help="mitmproxy confdir (default ~/.autodiscover-guard)")
     ca.add_argument("--path", action="store_true", help="print only the certificate path")
     ca.set_defaults(func=cmd_ca)
+
+    replay = sub.add_parser("replay", help="re-judge saved mitmproxy flows (mitmdump -w FILE) against a policy")
+    replay.add_argument("--policy", help="policy file (default: the shipped default policy)")
+    replay.add_argument("--json", action="store_true", help="print the decision records as JSON lines")
+    replay.add_argument("flows", metavar="FLOWS")
+    replay.set_defaults(func=cmd_replay)
 
 
 def _run_with_remainder(args: argparse.Namespace) -> int:

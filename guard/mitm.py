@@ -54,9 +54,6 @@ from guard.policy import Mode, Policy, RuleAction, default_policy_path, load_pol
 logger = logging.getLogger(__name__)
 
 # Rule ids of the proxy's own findings (the engine's are in guard.rules).
-CREDENTIAL_LEAK = "credential-leak"
-DISCOVERY_TLD = "discovery-tld"
-REDIRECT_LIMIT = "redirect-limit"
 
 POLL_SECONDS = 1.0  # policy-file check and metrics-file rewrite
 REDIRECT_TTL = 120.0  # seconds a client has to follow a redirect and stay in the same walk
@@ -607,16 +604,16 @@ class AutodiscoverGuard:
     def _request_finding(request: http.Request, state: _FlowState, credential: str | None) -> Finding | None:
         host, user = state.host, state.user
         if _tld_discovery(host, user):
-            return Finding(DISCOVERY_TLD, host, "(request host)",
+            return Finding(rules.DISCOVERY_TLD, host, "(request host)",
                            f"{host} is a discovery name under a public suffix, owned by whoever registered "
                            "it; the request was not sent")
         if credential is None:
             return None
         if request.scheme == "http":
-            return Finding(CREDENTIAL_LEAK, host, "(request credentials)",
+            return Finding(rules.CREDENTIAL_LEAK, host, "(request credentials)",
                            f"{credential} credentials to {host} over plain http; the request was not sent")
         if user is not None and not _owned(user, host, state.policy):
-            return Finding(CREDENTIAL_LEAK, host, "(request credentials)",
+            return Finding(rules.CREDENTIAL_LEAK, host, "(request credentials)",
                            f"{credential} credentials to {host}, which {user.domain} does not own; "
                            "the request was not sent")
         return None
@@ -701,7 +698,7 @@ class AutodiscoverGuard:
             return decision
         limit = state.policy.limits.max_redirects
         findings = [
-            Finding(REDIRECT_LIMIT, _key_host(key), s.field, why)
+            Finding(rules.REDIRECT_LIMIT, _key_host(key), s.field, why)
             for s, key in hops if (why := state.walk.refuse(key, limit)) is not None
         ]
         decision = _merge(decision, findings, state.policy, _block_reply(decision.format))
@@ -725,7 +722,7 @@ class AutodiscoverGuard:
             why = f"Basic challenge from {host}, which {user.domain} does not own"
         else:
             return decision
-        finding = Finding(CREDENTIAL_LEAK, host, "WWW-Authenticate", f"{why}; a client would answer it")
+        finding = Finding(rules.CREDENTIAL_LEAK, host, "WWW-Authenticate", f"{why}; a client would answer it")
         return _merge(decision, [finding], state.policy, _local_reply(finding))
 
     # -- applying and recording ------------------------------------------------------------------
@@ -813,3 +810,31 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def replay_flows(path: Path, policy: Policy, log: DecisionLog) -> Iterator[http.HTTPFlow]:
+    """Re-judge the discovery flows of a saved mitmproxy flow file against `policy`.
+
+    Runs the same hooks as the live proxy, in audit mode so the flows read are never changed;
+    each judged flow is logged to `log` and yielded with `guard.*` metadata set.
+
+    Raises:
+        OSError: the file cannot be read.
+        mitmproxy.exceptions.FlowReadException: it is not a flow file.
+    """
+    from mitmproxy import io
+
+    guard = AutodiscoverGuard()
+    guard.log = log
+    guard._mode_option = Mode.AUDIT.value
+    guard._install(policy)
+    with path.open("rb") as handle:
+        for flow in io.FlowReader(handle).stream():
+            if not isinstance(flow, http.HTTPFlow) or flow.response is None:
+                continue
+            for key in [k for k in flow.metadata if k.startswith("guard.")]:
+                del flow.metadata[key]  # verdicts of the run that saved the flow
+            guard.request(flow)
+            guard.response(flow)
+            if flow.metadata.get("guard.discovery"):
+                yield flow

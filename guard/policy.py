@@ -31,6 +31,9 @@ RULES: tuple[str, ...] = (
     "idn-lookalike",
     "plaintext",
     "malformed",
+    "discovery-tld",
+    "credential-leak",
+    "redirect-limit",
 )
 
 
@@ -58,6 +61,9 @@ DEFAULT_ACTIONS: Mapping[str, RuleAction] = MappingProxyType({
     "idn-lookalike": RuleAction.REWRITE,
     "plaintext": RuleAction.WARN,
     "malformed": RuleAction.BLOCK,
+    "discovery-tld": RuleAction.BLOCK,
+    "credential-leak": RuleAction.BLOCK,
+    "redirect-limit": RuleAction.BLOCK,
 })
 
 

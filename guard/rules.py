@@ -21,6 +21,10 @@ IDN_LOOKALIKE = "idn-lookalike"
 PLAINTEXT = "plaintext"
 MALFORMED = "malformed"
 INTERNAL_ERROR = "internal-error"
+# Request-side rules, applied by the proxy adapter before an answer exists.
+DISCOVERY_TLD = "discovery-tld"
+CREDENTIAL_LEAK = "credential-leak"
+REDIRECT_LIMIT = "redirect-limit"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,6 @@ from mitmproxy.test import taddons, tflow
 
 from guard.formats._xml import parse_xml
 from guard.mitm import (
-    CREDENTIAL_LEAK,
-    DISCOVERY_TLD,
-    REDIRECT_LIMIT,
     AutodiscoverGuard,
     PendingRedirects,
     Walk,
@@ -27,6 +24,7 @@ from guard.mitm import (
     is_discovery,
     request_host,
 )
+from guard.rules import CREDENTIAL_LEAK, DISCOVERY_TLD, REDIRECT_LIMIT
 from tests.conftest import FIXTURES, ROOT
 
 POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
