@@ -89,6 +89,7 @@ def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
                 sessions = []
                 for proxy in (bare, guard):
                     session = requests.Session()
+                    session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would beat .verify
                     session.proxies = {"https": f"http://127.0.0.1:{proxy.port}"}
                     session.verify = str(folder / f"conf-{'bare' if proxy is bare else 'guard'}" /
                                          "mitmproxy-ca-cert.pem")
@@ -116,6 +117,7 @@ def rss_growth(flows: int = 10_000) -> tuple[int, int]:
         guard = start_mitmdump(folder, ca, upstream.port, guard=True, name="guard")
         try:
             session = requests.Session()
+            session.trust_env = False
             session.proxies = {"https": f"http://127.0.0.1:{guard.port}"}
             session.verify = str(folder / "conf-guard" / "mitmproxy-ca-cert.pem")
             side = Side()
