@@ -102,8 +102,6 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
         argv += ["--set", f"guard_mode={defaults.guard_mode}"]
     for pattern in allow_host_patterns(policy):
         argv += ["--allow-hosts", pattern]
-    if args.dns:
-        argv += ["--mode", "regular", "--mode", f"dns@{args.dns}"]
     return argv + list(args.mitmdump_args)
 
 
@@ -235,7 +233,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--listen", help="HOST:PORT (workstation/audit 127.0.0.1:8080, gateway 0.0.0.0:8080)")
     run.add_argument("--log", help="decision log file (JSON lines; gateway default: stderr)")
     run.add_argument("--confdir", help="mitmproxy confdir: CA and options (default ~/.autodiscover-guard)")
-    run.add_argument("--dns", type=int, metavar="PORT", help="also run a DNS listener on PORT")
     run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
     run.set_defaults(func=_run_with_remainder)
 

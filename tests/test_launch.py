@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 
 def _args(**overrides: object) -> argparse.Namespace:
-    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "dns": None, "mitmdump_args": []}
+    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": []}
     base.update(overrides)
     return argparse.Namespace(**base)
 
