@@ -208,3 +208,21 @@ def error_reply(response_ns: str | None, code: int, message: str) -> Reply:
         "</Autodiscover>\n"
     )
     return Reply(200, XML_TYPE, body.encode())
+
+
+def read_answer(body: bytes, schema_ns: str, section: str,
+                read_section: Callable[[Element, str, Found], bool]) -> tuple[Found, bool]:
+    """Walk each `Response` of a POX answer: `section` elements go to `read_section`.
+
+    Returns every suggestion found and whether an `Error` was seen (at either level).
+    """
+    out = Found()
+    error = False
+    for response, prefix in responses(body, schema_ns):
+        for child, field in named_children(response, prefix):
+            tag = child.tag.lower()
+            if tag == section:
+                error = read_section(child, field + "/", out) or error
+            elif tag == "error":
+                error = True
+    return out, error

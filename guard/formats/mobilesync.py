@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guard.formats import Format
-from guard.formats._exchange import MOBILESYNC_NS, Found, cut, error_reply, leaf, responses
+from guard.formats._exchange import MOBILESYNC_NS, Found, cut, error_reply, leaf, read_answer
 from guard.formats._xml import Element, named_children
 from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
 
@@ -61,16 +61,7 @@ def _action(action: Element, prefix: str, out: Found) -> bool:
 
 
 def _read(body: bytes) -> tuple[Found, bool]:
-    out = Found()
-    error = False
-    for response, prefix in responses(body, MOBILESYNC_NS):
-        for child, field in named_children(response, prefix):
-            tag = child.tag.lower()
-            if tag == "action":
-                error = _action(child, field + "/", out) or error
-            elif tag == "error":
-                error = True
-    return out, error
+    return read_answer(body, MOBILESYNC_NS, "action", _action)
 
 
 def parse(body: bytes) -> Parsed:

@@ -44,8 +44,8 @@ from guard.formats._exchange import (
     error_reply,
     leaf,
     mailbox,
+    read_answer,
     read_port,
-    responses,
 )
 from guard.formats._xml import Element, named_children
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
@@ -156,17 +156,7 @@ def _account(account: Element, prefix: str, out: Found) -> bool:
 
 
 def _read(body: bytes) -> tuple[Found, bool]:
-    """Every suggestion with its `Protocol`, and whether an `Error` was seen."""
-    out = Found()
-    error = False
-    for response, prefix in responses(body, OUTLOOK_NS):
-        for child, field in named_children(response, prefix):
-            tag = child.tag.lower()
-            if tag == "account":
-                error = _account(child, field + "/", out) or error
-            elif tag == "error":
-                error = True
-    return out, error
+    return read_answer(body, OUTLOOK_NS, "account", _account)
 
 
 def parse(body: bytes) -> Parsed:
