@@ -24,6 +24,7 @@ class Route:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    challenge: str = ""  # WWW-Authenticate sent with a 401 to requests without Authorization
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,15 @@ class Upstream:
         self.http_port = self._http.server_address[1]
 
     def add_route(self, host: str, path: str, status: int = 200, headers: dict[str, str] | None = None,
-                  body: bytes = b"") -> None:
-        """Answer requests for `host` and `path` (query ignored; path `*` matches any path)."""
+                  body: bytes = b"", challenge: str = "") -> None:
+        """Answer requests for `host` and `path` (query ignored; path `*` matches any path).
+
+        With `challenge`, a request without an Authorization header gets `401` and
+        `WWW-Authenticate: <challenge>` instead, as a server that requires authentication does
+        (the credential itself is not checked).
+        """
         with self._lock:
-            self._routes[(host.lower(), path)] = Route(status, tuple((headers or {}).items()), body)
+            self._routes[(host.lower(), path)] = Route(status, tuple((headers or {}).items()), body, challenge)
 
     def requests_for(self, host: str) -> list[Seen]:
         with self._lock:
@@ -119,6 +125,8 @@ class Upstream:
                 host = (self.headers.get("host") or "").rsplit(":", 1)[0].lower()
                 upstream._record(Seen(scheme, host, self.command, self.path, dict(self.headers.items()), body))
                 route = upstream._route(host, self.path)
+                if route.challenge and "authorization" not in self.headers:
+                    route = Route(401, (("www-authenticate", route.challenge),), b"")
                 self.send_response(route.status)
                 for name, value in route.headers:
                     self.send_header(name, value)
