@@ -1,0 +1,180 @@
+"""Gateway mode behind HAProxy: two guard instances, one TCP load balancer, every decision logged once.
+
+HAProxy (the Debian package; `.ci/run` installs it) listens on a free loopback port in TCP mode
+and balances round-robin over two guard mitmdumps (explicit proxy mode), each writing its own
+decision log. Clients send CONNECT / absolute-form requests to HAProxy as they would to one
+proxy. Every request carries a marker (`?n=<i>`, kept by the log's URL scrubbing), so the two
+logs together can be checked for exactly one decision per request. The config is the one shown
+in docs/gateway.md §4 (with test ports, and round-robin because all test clients share one
+address).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import FIXTURES
+from tests.e2e.conftest import ProxyFactory
+from tests.e2e.support.proxy import GuardProxy
+from tests.e2e.support.upstream import Upstream
+
+pytestmark = pytest.mark.e2e
+
+POX = "/autodiscover/autodiscover.xml"
+XML = {"content-type": "text/xml; charset=utf-8"}
+HONEST_HOST, SEED_HOST = "autodiscover.lb.contoso.com", "autodiscover.lb.example.com"
+REQUESTS = 40
+CLIENTS = 8
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 256
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend guard
+    bind 127.0.0.1:{port}
+    default_backend guards
+backend guards
+    balance roundrobin
+    server g1 127.0.0.1:{first} check
+    server g2 127.0.0.1:{second} check
+"""
+
+
+def pox_request(address: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
+        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+        "</AcceptableResponseSchema></Request></Autodiscover>"
+    ).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class HAProxy:
+    """`haproxy -db` (foreground) with a config file, until `stop()`."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.port = port
+        self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        output = self.stop()
+        raise RuntimeError(f"haproxy did not listen on {port}:\n{output}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            output, _ = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate(timeout=5)
+        return output or ""
+
+
+@pytest.fixture(scope="module")
+def haproxy_binary() -> str:
+    found = shutil.which("haproxy")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("haproxy is not installed (CI must have it: .ci/run installs the Debian package)")
+        pytest.skip("haproxy is not installed (Debian: apt-get install haproxy)")
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def routes(upstream: Upstream) -> None:
+    upstream.add_route(HONEST_HOST, POX, headers=XML, body=(FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())
+    upstream.add_route(SEED_HOST, POX, headers=XML, body=(FIXTURES / "pox__seed_example_com.xml").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def guards(make_guard_proxy: ProxyFactory) -> Iterator[tuple[GuardProxy, GuardProxy]]:
+    pair = (make_guard_proxy(mode="enforce"), make_guard_proxy(mode="enforce"))
+    yield pair
+    for proxy in pair:
+        proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def balancer(haproxy_binary: str, guards: tuple[GuardProxy, GuardProxy],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
+    port = free_port()
+    config = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(port=port, first=guards[0].port, second=guards[1].port))
+    server = HAProxy(config, port)
+    yield server
+    server.stop()
+
+
+def ask(balancer: HAProxy, ca_bundle: Path, n: int) -> tuple[int, bool, bytes]:
+    """Request `n`: even numbers ask for an honest answer, odd ones for the seed incident's. A new
+    session per request, so each is a new TCP connection HAProxy can send to either guard."""
+    honest = n % 2 == 0
+    host, address = (HONEST_HOST, "alice@contoso.com") if honest else (SEED_HOST, "email@example.com")
+    with requests.Session() as session:
+        session.trust_env = False
+        session.proxies = {"https": balancer.url}
+        response = session.post(f"https://{host}{POX}?n={n}", data=pox_request(address), headers=XML,
+                                verify=str(ca_bundle), timeout=30)
+    return n, honest, response.content
+
+
+def test_two_guards_behind_haproxy_judge_every_request_once(balancer: HAProxy, guards: tuple[GuardProxy, GuardProxy],
+                                                            ca_bundle: Path) -> None:
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(lambda n: ask(balancer, ca_bundle, n), range(REQUESTS)))
+
+    honest_body = (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()
+    for n, honest, body in results:
+        if honest:
+            assert body == honest_body, n
+        else:
+            assert b"jnet.sei.co.jp" not in body and b"<ErrorCode>500</ErrorCode>" in body, n
+
+    def all_logged() -> list[list[dict[str, Any]]] | None:
+        logs = [proxy.decisions() for proxy in guards]
+        return logs if sum(map(len, logs)) >= REQUESTS else None
+
+    logs = guards[0].wait_for(all_logged, what=f"{REQUESTS} decisions across both logs")
+    time.sleep(0.3)  # nothing more may arrive
+    logs = [proxy.decisions() for proxy in guards]
+    assert all(logs), [len(log) for log in logs]  # both instances took traffic
+    lines = [line for log in logs for line in log]
+    markers = Counter(int(line["url"].rpartition("?n=")[2]) for line in lines)
+    assert markers == Counter(range(REQUESTS))  # every request exactly once, across both logs
+    assert len({line["id"] for line in lines}) == REQUESTS
+    for line in lines:
+        n = int(line["url"].rpartition("?n=")[2])
+        assert line["action"] == ("allow" if n % 2 == 0 else "block"), line
