@@ -150,12 +150,13 @@ def start_guard_proxy(pki: TestPKI, upstream: Upstream, workdir: Path, *, policy
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                bufsize=1)
     proxy = GuardProxy(process, 0, workdir / "confdir", policy, log_path, metrics_path, pki.proxy_ca_bundle)
-    port = _wait_listening(proxy)
+    port = wait_until_running(proxy)
     proxy.port = port
     return proxy
 
 
-def _wait_listening(proxy: GuardProxy) -> int:
+def wait_until_running(proxy: GuardProxy) -> int:
+    """Drain the process's output for its life; the listening port once the guard runs (or `ProxyExited`)."""
     found: list[int] = []
     ready = threading.Event()
 
