@@ -15,7 +15,8 @@ Fixtures
     ``origin_ca_bundle`` to prove a connection was *not* intercepted (the origin cert came through).
 ``upstream`` (session)
     :class:`~tests.e2e.support.upstream.Upstream`. ``upstream.add_route(host, path, status=200,
-    headers={...}, body=b"...")`` (query ignored; ``path="*"`` for any path). Every request is
+    headers={...}, body=b"...", challenge="")`` (query ignored; ``path="*"`` for any path; with
+    ``challenge``, requests without Authorization get 401 + that WWW-Authenticate). Every request is
     recorded: ``upstream.requests_for(host)`` (scheme, host, method, path, headers, body) and
     ``upstream.connections_for(host)`` (TLS handshakes by SNI). Routes and records are shared by
     the session: use host names of your own.
@@ -36,7 +37,9 @@ A :class:`GuardProxy` gives ``.url`` (for ``curl -x`` / ``proxies``), ``.ca_bund
 ``.curl(url, *args)``, ``.decisions()`` / ``.events(name)`` / ``.lines()`` (the JSON-lines
 decision log), ``.last_decision(count_before)``, ``.wait_for(condition)``, ``.metrics_path``,
 ``.policy_path``, ``.output`` (mitmdump's drained stdout+stderr) and ``.stop()``.
-``run_mitmdump_to_exit(...)`` runs a guard mitmdump expected to fail at start-up.
+``run_mitmdump_to_exit(...)`` runs a guard mitmdump expected to fail at start-up;
+``wait_until_running(proxy)`` waits for any guard process (e.g. one started by the CLI's ``run``).
+``support/dnsserver.py`` is a small DNS server (A and SRV) for clients that resolve names themselves.
 
 Mark test modules ``pytestmark = pytest.mark.e2e`` so ``make test-fast`` (``-m "not e2e"``) skips them.
 Every proxy runs with ``--set confdir=<tmp>``, ``connection_strategy=lazy``, ``flow_detail=0`` and

@@ -34,6 +34,8 @@ class DnsServer:
         self.queries: list[tuple[str, str]] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
+        self._socket.settimeout(0.1)  # closing a socket does not wake recvfrom on Linux: poll a flag
+        self._stopped = threading.Event()
         self.port: int = self._socket.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, name="test-dns", daemon=True)
         self._thread.start()
@@ -45,8 +47,9 @@ class DnsServer:
         self._add(name, dns.rdatatype.SRV, f"{priority} {weight} {port} {target.rstrip('.')}.")
 
     def close(self) -> None:
-        self._socket.close()  # unblocks recvfrom with OSError, which ends the loop
+        self._stopped.set()
         self._thread.join(5)
+        self._socket.close()
 
     def _add(self, name: str, rdtype: dns.rdatatype.RdataType, text: str) -> None:
         with self._lock:
@@ -69,16 +72,13 @@ class DnsServer:
         return response
 
     def _serve(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             try:
                 wire, peer = self._socket.recvfrom(4096)
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             try:
                 query = dns.message.from_wire(wire)
             except dns.exception.DNSException:
                 continue  # not DNS: nothing to answer
-            try:
-                self._socket.sendto(self._answer(query).to_wire(), peer)
-            except OSError:
-                return
+            self._socket.sendto(self._answer(query).to_wire(), peer)
