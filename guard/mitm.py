@@ -50,6 +50,7 @@ from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggesti
 from guard.names import InvalidHost, User, normalise_host, parse_ip, to_unicode
 from guard.ownership import owner_evidence, public_suffix, registrable
 from guard.policy import Mode, Policy, RuleAction, default_policy_path, load_policy
+from guard.reserved import reserved_name
 
 logger = logging.getLogger(__name__)
 
@@ -710,15 +711,21 @@ class AutodiscoverGuard:
         return decision
 
     def _judge_challenge(self, flow: http.HTTPFlow, state: _FlowState, decision: Decision) -> Decision:
-        """A Basic challenge from a host the user does not own (or over http) would fetch the password."""
+        """A Basic challenge from a host the user does not own (or over http) would fetch the password.
+
+        A probe naming a reserved domain (exchangelib asks for `DUMMY@example.com` to learn the auth
+        type) does not name the user, so ownership is not judged against it: the credentialed request
+        that follows names the real user and meets the request-side check.
+        """
         assert flow.response is not None
         challenges = flow.response.headers.get_all("www-authenticate")
         if not any(_BASIC_CHALLENGE.search(c) for c in challenges):
             return decision
         host, user = state.host, state.user
+        probe = user is not None and reserved_name(user.domain) is not None
         if flow.request.scheme == "http":
             why = f"Basic challenge from {host} over plain http"
-        elif user is not None and not _owned(user, host, state.policy):
+        elif user is not None and not probe and not _owned(user, host, state.policy):
             why = f"Basic challenge from {host}, which {user.domain} does not own"
         else:
             return decision

@@ -475,6 +475,23 @@ def test_a_basic_challenge_from_the_users_own_host_passes(guard: Guard) -> None:
     assert flow.response is upstream
 
 
+def test_a_basic_challenge_to_a_placeholder_probe_is_not_judged_for_ownership(guard: Guard) -> None:
+    # exchangelib probes with DUMMY@example.com to learn the auth type; that address is not the user
+    upstream = answer(b"", status=401, headers={"www-authenticate": 'Basic realm="mail"'})
+    flow = guard.through(make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml",
+                                   method="POST", body=pox_request("DUMMY@example.com")), upstream)
+    assert flow.response is upstream
+
+
+def test_credentials_following_a_probe_to_a_foreign_host_are_still_refused(guard: Guard) -> None:
+    request = make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml", method="POST",
+                        body=pox_request("alice@contoso.com"))
+    request.request.headers["authorization"] = "Basic YWxpY2VAY29udG9zby5jb206c2VjcmV0"
+    flow = guard.through(request, answer(b"<never/>"))
+    assert flow.response is not None and flow.response.status_code == 403
+    assert guard.last()["rules"] == [CREDENTIAL_LEAK]
+
+
 def test_a_basic_challenge_over_plain_http_is_refused(guard: Guard) -> None:
     upstream = answer(b"", status=401, headers={"www-authenticate": 'Basic realm="mail"'})
     flow = guard.through(make_flow(POX_URL.replace("https", "http"), method="POST",
