@@ -115,7 +115,8 @@ def canary_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, di
 
 
 def test_the_canary_reproduces_the_january_2026_autodetect_finding(
-        incident: AutoDetectStandIn, origin_ca_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        incident: AutoDetectStandIn, origin_ca_bundle: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     services = services_file(tmp_path, ("autodetect-stand-in", "autodetect",
                                         incident.url + "/autodetect/detect?app=outlookdesktopBasic"))
     code, report, progress = canary_json(capsys, "--services", str(services), "--ca-bundle", str(origin_ca_bundle))
@@ -154,7 +155,8 @@ def test_the_canary_finds_automx2_answering_for_example_com_in_autoconfig_and_po
 
 
 def test_a_redirect_for_a_reserved_domain_is_reported_not_followed(
-        incident: AutoDetectStandIn, origin_ca_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        incident: AutoDetectStandIn, origin_ca_bundle: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     services = services_file(tmp_path, ("moved", "autodetect", incident.url + "/moved"),
                              addresses=("canary@example.org",))
     code, report, _ = canary_json(capsys, "--services", str(services), "--ca-bundle", str(origin_ca_bundle))
@@ -179,7 +181,7 @@ def test_a_scheduled_run_logs_each_probe_like_a_decision_and_exits_1(
     log = tmp_path / "canary.jsonl"
     done = subprocess.run([sys.executable, "-m", "guard.cli", "canary", "--services", str(services),
                            "--ca-bundle", str(origin_ca_bundle), "--log", str(log)],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "FINDING autodetect-stand-in (autodetect) answered for canary@example.com" in done.stdout
     lines = [json.loads(line) for line in log.read_text().splitlines()]
