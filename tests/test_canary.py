@@ -77,7 +77,8 @@ def test_canary_usage_and_file_errors_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert main(["canary", "--services", str(good), "--timeout", "0"]) == 2
 
 
-def test_an_unreachable_service_is_an_error_exit_2_not_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_service_is_an_error_exit_2_not_a_pass(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     closed = write(tmp_path, "version: 1\naddresses: [canary@example.com]\nservices:\n"
                              "  - {name: down, kind: autoconfig, url: 'http://127.0.0.1:9/mail/config-v1.1.xml'}\n")
     assert main(["canary", "--services", str(closed), "--timeout", "2"]) == 2
