@@ -1,6 +1,6 @@
 """The canary's services file (errors name file:line:column) and the requests it sends per kind.
 
-Answers from real services are in tests/e2e/test_canary.py.
+Answers from real services are in tests/e2e/test_canary_services.py.
 """
 
 from __future__ import annotations
