@@ -160,7 +160,8 @@ def _service(node: Located) -> Service:
         raise keys["url"].error("expected an absolute http:// or https:// URL")
     headers: list[tuple[str, str]] = []
     if "headers" in keys:
-        for name, value in _mapping(keys["headers"], set(keys["headers"].value or {})).items():
+        node = keys["headers"]
+        for name, value in _mapping(node, set(node.value) if isinstance(node.value, dict) else set()).items():
             if name.lower() in ("authorization", "cookie", "proxy-authorization"):
                 raise value.error(f"{name}: canaries never send credentials")
             headers.append((name, _text(value)))
