@@ -188,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _proxy_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from guard import launch
+    from guard import launch, watchcmds
 
-    return [launch.register]
+    return [launch.register, watchcmds.register]
 
 
 # Proxy-side commands (run, pac, ca, replay) register themselves through this hook.

@@ -49,6 +49,7 @@ from guard.metrics import Metrics
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
 from guard.names import InvalidHost, User, normalise_host, parse_ip, to_unicode
 from guard.ownership import owner_evidence, public_suffix, registrable
+from guard.pins import PinKeeper
 from guard.policy import Mode, Policy, RuleAction, default_policy_path, load_policy
 from guard.reserved import reserved_name
 
@@ -417,6 +418,7 @@ class AutodiscoverGuard:
         self.log = DecisionLog()
         self.metrics = Metrics()
         self.redirects = PendingRedirects()
+        self.pins = PinKeeper()  # config-changed (docs/pinning.md), when the policy turns pinning on
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
         self._mode_option = ""
         self._max_body_option = 0
@@ -483,6 +485,7 @@ class AutodiscoverGuard:
             self._ticker = None
         self._write_metrics(force=True)
         self.log.close()
+        self.pins.close()
 
     async def _tick_forever(self) -> None:
         while True:
@@ -654,7 +657,8 @@ class AutodiscoverGuard:
         else:
             decision = Decision(hint(state.url) or "unknown", Action.ALLOW,
                                 notes=(f"HTTP {status}: no answer to judge",))
-        self._finish(flow, state, self._judge_challenge(flow, state, decision), started)
+        decision = self.pins.check(self._judge_challenge(flow, state, decision), state.user, state.policy)
+        self._finish(flow, state, decision, started)
 
     @_fail_closed(can_replace=False)
     def error(self, flow: http.HTTPFlow) -> None:

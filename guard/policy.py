@@ -8,6 +8,7 @@ must never silently mean "default".
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,6 +35,7 @@ RULES: tuple[str, ...] = (
     "discovery-tld",
     "credential-leak",
     "redirect-limit",
+    "config-changed",
 )
 
 
@@ -64,6 +66,7 @@ DEFAULT_ACTIONS: Mapping[str, RuleAction] = MappingProxyType({
     "discovery-tld": RuleAction.BLOCK,
     "credential-leak": RuleAction.BLOCK,
     "redirect-limit": RuleAction.BLOCK,
+    "config-changed": RuleAction.WARN,
 })
 
 
@@ -84,6 +87,15 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Pinning:
+    """Configuration pinning (docs/pinning.md): off unless the policy turns it on."""
+
+    enabled: bool = False
+    store: str = ""  # SQLite file; relative paths resolve against the policy file's folder
+    pinned: frozenset[str] = frozenset()  # user domains whose changed answers are blocked, not warned
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A loaded policy: the one object rules and adapters consult."""
 
@@ -96,6 +108,7 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     log: LogSettings = field(default_factory=LogSettings)
     discovery_hosts: tuple[str, ...] = ()
+    pinning: Pinning = field(default_factory=Pinning)
 
     def action_for(self, rule: str) -> RuleAction:
         """The configured action for a rule id."""
@@ -151,12 +164,13 @@ def load_policy(path: str | Path) -> Policy:
         limits=_limits(root.get("limits")),
         log=_log(root.get("log")),
         discovery_hosts=tuple(_host(h) for h in _strings(root.get("discovery_hosts"))),
+        pinning=_pinning(root.get("pinning"), path),
     )
 
 
 _POLICY_KEYS = frozenset({
     "version", "mode", "on_error", "rules", "providers", "provider_db", "allow", "limits", "log",
-    "discovery_hosts", "description",
+    "discovery_hosts", "description", "pinning",
 })
 
 
@@ -239,6 +253,8 @@ def _actions(node: Located | None) -> dict[str, RuleAction]:
             raise value.error(
                 "reserved-user-domain cannot be 'rewrite': no suggestion for a reserved domain is legitimate"
             )
+        if rule == "config-changed" and actions[rule] is RuleAction.REWRITE:
+            raise value.error("config-changed cannot be 'rewrite': a change is about the whole answer")
     return actions
 
 
@@ -262,6 +278,25 @@ def _log(node: Located | None) -> LogSettings:
             raise value.error("expected true or false")
         return LogSettings(hash_local_part=value.value)
     return LogSettings()
+
+
+def _pinning(node: Located | None, policy_path: Path) -> Pinning:
+    keys = _mapping(node, frozenset({"enabled", "store", "pinned"}))
+    enabled = keys.get("enabled")
+    if enabled is not None and not isinstance(enabled.value, bool):
+        raise enabled.error("expected true or false")
+    store = policy_path.parent / _str(keys["store"]) if "store" in keys else default_pin_store()
+    return Pinning(
+        enabled=bool(enabled and enabled.value),
+        store=str(store),
+        pinned=frozenset(_host(d) for d in _strings(keys.get("pinned"))),
+    )
+
+
+def default_pin_store() -> Path:
+    """`$XDG_STATE_HOME/autodiscover-guard/pins.sqlite` (`~/.local/state/...` when unset)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "autodiscover-guard" / "pins.sqlite"
 
 
 def _host(node: Located) -> str:

@@ -25,6 +25,8 @@ INTERNAL_ERROR = "internal-error"
 DISCOVERY_TLD = "discovery-tld"
 CREDENTIAL_LEAK = "credential-leak"
 REDIRECT_LIMIT = "redirect-limit"
+# Stateful: the answer differs from the one last accepted for the domain (guard/pins.py).
+CONFIG_CHANGED = "config-changed"
 
 
 @dataclass(frozen=True, slots=True)
