@@ -248,7 +248,8 @@ def _on_error(node: Located | None) -> Action:
 def _actions(node: Located | None) -> dict[str, RuleAction]:
     actions = dict(DEFAULT_ACTIONS)
     for rule, value in _mapping(node, frozenset(RULES)).items():
-        actions[rule] = _enum(value, RuleAction, RuleAction.BLOCK)
+        # YAML 1.1 reads a bare `off` as false; that is what the author meant
+        actions[rule] = RuleAction.OFF if value.value is False else _enum(value, RuleAction, RuleAction.BLOCK)
         if rule == "reserved-user-domain" and actions[rule] is RuleAction.REWRITE:
             raise value.error(
                 "reserved-user-domain cannot be 'rewrite': no suggestion for a reserved domain is legitimate"

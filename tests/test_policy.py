@@ -104,3 +104,14 @@ def test_provider_db_folder_becomes_trust_entries(tmp_path: Path) -> None:
     policy = load_policy(path)
     assert policy.trust.vouch("brand-mail.de", "imap.brandhost.com") is not None
     assert policy.trust.vouch("other.de", "imap.brandhost.com") is None
+
+
+def test_a_bare_off_in_rules_turns_the_rule_off(tmp_path: Path) -> None:
+    # YAML 1.1 reads `off` as false; the docs write it bare
+    policy = load_policy(_write(tmp_path, "version: 1\nrules:\n  plaintext: off\n  ip-literal: 'off'\n"))
+    assert policy.action_for("plaintext") is RuleAction.OFF and policy.action_for("ip-literal") is RuleAction.OFF
+
+
+def test_a_bare_on_in_rules_is_still_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"p\.yaml:3"):
+        load_policy(_write(tmp_path, "version: 1\nrules:\n  plaintext: on\n"))
