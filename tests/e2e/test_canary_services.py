@@ -23,8 +23,8 @@ import pytest
 
 from guard.cli import main
 from tests.conftest import FIXTURES
+from tests.e2e.support.automx2 import SEED_HOSTS, Automx2
 from tests.e2e.support.pki import TestPKI
-from tests.e2e.test_automx2 import SEED_HOSTS, Automx2
 
 pytestmark = pytest.mark.e2e
 
