@@ -808,12 +808,12 @@ class AutodiscoverGuard:
             if verdict is None:
                 return  # a mail service name asked for another type (A, TXT...)
             state.user, decision = verdict.user, verdict.decision
+        facts = FlowFacts(flow.id, state.client, types.to_str(question.type), state.url,
+                          flow.response.response_code)  # upstream's RCODE, as the HTTP side logs its status
         changes = decision.action in (Action.REWRITE, Action.BLOCK)
         enforce = state.mode is Mode.ENFORCE
         if enforce and changes:
             _apply_dns(flow, decision, verdict)
-        facts = FlowFacts(flow.id, state.client, types.to_str(question.type), state.url,
-                          flow.response.response_code if flow.response is not None else None)
         applied = decision.action if enforce or not changes else Action.ALLOW
         self._record(flow, state, facts, decision, applied=applied, latency=time.perf_counter() - started)
 
