@@ -16,7 +16,8 @@ from tests.conftest import ROOT
 
 
 def _args(**overrides: object) -> argparse.Namespace:
-    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": []}
+    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
+            "dns": None, "dns_upstream": None}
     base.update(overrides)
     return argparse.Namespace(**base)
 
