@@ -80,12 +80,15 @@ def _split_listen(listen: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-def dns_mode(port: int, upstream: str | None) -> str:
-    """The mitmproxy mode of the DNS listener (research/mitmproxy.md §2.3).
+def dns_mode(port: int, upstream: str | None) -> tuple[str, str | None]:
+    """The mitmproxy mode of the DNS listener (research/mitmproxy.md §2.3), and the `--allow-hosts`
+    pattern its upstream needs (None for `dns@`).
 
     Without an upstream, `dns@PORT`: A/AAAA through the system's resolvers, every other type
     (SRV included) forwarded to the first system name server on port 53. With one,
-    `reverse:dns://HOST:PORT@PORT`: every query forwarded to that resolver, on any port.
+    `reverse:dns://HOST:PORT@PORT`: every query forwarded to that resolver, on any port. A
+    reverse-mode connection is subject to `allow_hosts` like any other (matched on the upstream
+    "IP:PORT"), so without the pattern it would be relayed as raw UDP, unjudged.
 
     Raises:
         ValueError: a bad port or an upstream that is not `IP[:PORT]`.
@@ -93,10 +96,10 @@ def dns_mode(port: int, upstream: str | None) -> str:
     if not 0 < port < 65536:
         raise ValueError(f"--dns port {port} out of range")
     if upstream is None:
-        return f"dns@{port}"
+        return f"dns@{port}", None
     address, upstream_port = parse_resolver(upstream)
     shown = f"[{address}]" if ":" in address else address
-    return f"reverse:dns://{shown}:{upstream_port}@{port}"
+    return f"reverse:dns://{shown}:{upstream_port}@{port}", rf"^{re.escape(address)}:{upstream_port}$"
 
 
 def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -> list[str]:
@@ -120,11 +123,14 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
     ]
     if defaults.guard_mode:
         argv += ["--set", f"guard_mode={defaults.guard_mode}"]
+    patterns = allow_host_patterns(policy)
     if args.dns is not None:
-        argv += ["--mode", "regular", "--mode", dns_mode(args.dns, args.dns_upstream)]
+        mode, upstream = dns_mode(args.dns, args.dns_upstream)
+        argv += ["--mode", "regular", "--mode", mode]
+        patterns += [upstream] if upstream else []
     elif args.dns_upstream is not None:
         raise ValueError("--dns-upstream needs --dns")
-    for pattern in allow_host_patterns(policy):
+    for pattern in patterns:
         argv += ["--allow-hosts", pattern]
     return argv + list(args.mitmdump_args)
 
