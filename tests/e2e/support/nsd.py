@@ -93,6 +93,7 @@ def start_nsd(workdir: Path) -> Nsd:
         f'  logfile: "{workdir}/nsd.log"\n'
         "  server-count: 1\n"
         "  verbosity: 1\n"
+        "  rrl-ratelimit: 0\n"  # response rate limiting would drop the tests' bursts of queries
         "remote-control:\n"
         "  control-enable: no\n" + zones,
         encoding="utf-8",
