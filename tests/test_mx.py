@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
+from guard.engine import judge
+from guard.model import Action
 from guard.mx import MxAnswer, MxEvidence, MxSettings, mx_evidence, parse_resolver
+from guard.names import User
 from guard.ownership import Trust, TrustEntry
+from guard.policy import load_policy
+from tests.conftest import ROOT
 from tests.e2e.support.nsd import Nsd, free_port
 
 IONOS = TrustEntry("IONOS", "test", ("ionos.de",), ("ionos.de",), mx=("kundenserver.de",))
@@ -122,3 +129,38 @@ def test_closed_port_is_a_failure_not_an_allow() -> None:
     why, answer = evidence.evidence("baeckerei-klein.de", "imap.ionos.de", TRUST)
     assert why is None
     assert answer.error
+
+
+CLIENT_CONFIG = b"""<?xml version="1.0" encoding="UTF-8"?>
+<clientConfig version="1.1">
+  <emailProvider id="ionos.de">
+    <domain>ionos.de</domain>
+    <incomingServer type="imap">
+      <hostname>imap.ionos.de</hostname><port>993</port><socketType>SSL</socketType>
+      <authentication>password-cleartext</authentication><username>%EMAILADDRESS%</username>
+    </incomingServer>
+  </emailProvider>
+</clientConfig>
+"""
+
+
+@pytest.mark.e2e
+def test_http_answers_are_excused_by_mx_evidence_too(nsd: Nsd, tmp_path: Path) -> None:
+    """The engine consults MX for any format: an autoconfig answer for a custom domain at IONOS."""
+    base = "version: 1\nproviders: [providers.yaml]\n"
+    shutil.copy(ROOT / "policies" / "providers.yaml", tmp_path / "providers.yaml")
+    (tmp_path / "off.yaml").write_text(base, encoding="utf-8")
+    (tmp_path / "on.yaml").write_text(base + f"mx_evidence:\n  enabled: true\n  resolver: {nsd.address}\n",
+                                      encoding="utf-8")
+    user = User.from_address("anna@baeckerei-klein.de")
+    without = judge(CLIENT_CONFIG, user, load_policy(tmp_path / "off.yaml"), url="https://autoconfig.baeckerei-klein.de/")
+    assert without.rules == ("foreign-host",)
+    assert not any("MX" in e for e in without.findings[0].evidence)  # MX never consulted when off
+    with_mx = judge(CLIENT_CONFIG, user, load_policy(tmp_path / "on.yaml"), url="https://autoconfig.baeckerei-klein.de/")
+    assert with_mx.action is Action.ALLOW
+    assert with_mx.notes == ("weaker MX evidence: imap.ionos.de shares registrable domain ionos.de with MX "
+                             "mx00.ionos.de of baeckerei-klein.de",)
+    other = judge(CLIENT_CONFIG, User.from_address("jo@weingut-ost.de"), load_policy(tmp_path / "on.yaml"),
+                  url="https://autoconfig.weingut-ost.de/")
+    assert other.rules == ("foreign-host",)
+    assert "MX of weingut-ost.de (mail.weingut-ost.de) shares no registrable domain" in other.findings[0].evidence[-1]
