@@ -15,7 +15,7 @@ authenticated, and MX names the inbound relay, not the IMAP server. So:
 - every excuse is logged as a note naming the MX host.
 
 Lookups run on a small thread pool so the proxy's event loop never waits on DNS: adapters call
-`prefetch` early and await the future; `lookup` waits at most `timeout` seconds for it. Results
+`prefetch` early and await the future; `lookup` waits at most `timeout` + 0.5 s for it. Results
 are cached for min(record TTL, `cache_ttl`) in a bounded LRU; failures for at most `FAILURE_TTL`.
 """
 
