@@ -7,6 +7,7 @@ This is the one place where exceptions become decisions: untrusted-input errors 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from guard import rules
 from guard.errors import UntrustedInputError
@@ -52,18 +53,21 @@ def judge(
         except UntrustedInputError as exc:
             finding = Finding(rules.MALFORMED, "", "(document)", f"{fmt.name}: {exc}")
             return _decide(fmt.name, (finding,), (), policy, fmt, body)
-        findings = _findings(parsed, tuple(extra), user, policy)
-        return _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
+        findings, notes = _findings(parsed, tuple(extra), user, policy)
+        decision = _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
+        return replace(decision, notes=notes + decision.notes) if notes else decision
     except Exception as exc:
         return _internal_error(exc, policy, fmt)
 
 
-def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None, policy: Policy) -> list[Finding]:
+def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
+              policy: Policy) -> tuple[list[Finding], tuple[str, ...]]:
+    """The rules' findings, and notes on foreign-host findings excused by MX evidence."""
     found: list[Finding] = []
-    if user is not None:
-        reserved = rules.reserved_user_domain(user)
-        if reserved is not None:
-            found.append(reserved)
+    notes: list[str] = []
+    reserved = rules.reserved_user_domain(user) if user is not None else None
+    if reserved is not None:
+        found.append(reserved)
     for suggestion in parsed.suggestions + extra:
         try:
             target = target_of(suggestion, user) if user is not None else target_of(suggestion, _NOBODY)
@@ -77,12 +81,19 @@ def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None, 
             found.append(hard)
         else:
             foreign = rules.foreign_host(subject, policy.trust)
+            if foreign is not None and policy.mx is not None and user is not None and reserved is None:
+                excuse, answer = policy.mx.evidence(user.domain, target.host, policy.trust)
+                if excuse is not None:
+                    notes.append(excuse)
+                    foreign = None
+                else:
+                    foreign = replace(foreign, evidence=(*foreign.evidence, answer.describe(user.domain)))
             if foreign is not None:
                 found.append(foreign)
         for soft in (rules.idn_lookalike(subject), rules.plaintext(subject)):
             if soft is not None:
                 found.append(soft)
-    return found
+    return found, tuple(dict.fromkeys(notes))
 
 
 # Placeholders in answers judged without a known user expand to a name that is never owned.

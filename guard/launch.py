@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from guard.mx import parse_resolver
 from guard.policy import Policy, default_policy_path, load_policy, shipped_policy_dir
 
 # Well-known discovery endpoints (research/formats.md §0, §3.1, §4.1). Matched by mitmproxy with
@@ -79,6 +80,28 @@ def _split_listen(listen: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
+def dns_mode(port: int, upstream: str | None) -> tuple[str, str | None]:
+    """The mitmproxy mode of the DNS listener (research/mitmproxy.md §2.3), and the `--allow-hosts`
+    pattern its upstream needs (None for `dns@`).
+
+    Without an upstream, `dns@PORT`: A/AAAA through the system's resolvers, every other type
+    (SRV included) forwarded to the first system name server on port 53. With one,
+    `reverse:dns://HOST:PORT@PORT`: every query forwarded to that resolver, on any port. A
+    reverse-mode connection is subject to `allow_hosts` like any other (matched on the upstream
+    "IP:PORT"), so without the pattern it would be relayed as raw UDP, unjudged.
+
+    Raises:
+        ValueError: a bad port or an upstream that is not `IP[:PORT]`.
+    """
+    if not 0 < port < 65536:
+        raise ValueError(f"--dns port {port} out of range")
+    if upstream is None:
+        return f"dns@{port}", None
+    address, upstream_port = parse_resolver(upstream)
+    shown = f"[{address}]" if ":" in address else address
+    return f"reverse:dns://{shown}:{upstream_port}@{port}", rf"^{re.escape(address)}:{upstream_port}$"
+
+
 def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -> list[str]:
     """The full mitmdump command line for `run`."""
     defaults = MODES[args.mode]
@@ -100,7 +123,14 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
     ]
     if defaults.guard_mode:
         argv += ["--set", f"guard_mode={defaults.guard_mode}"]
-    for pattern in allow_host_patterns(policy):
+    patterns = allow_host_patterns(policy)
+    if args.dns is not None:
+        mode, upstream = dns_mode(args.dns, args.dns_upstream)
+        argv += ["--mode", "regular", "--mode", mode]
+        patterns += [upstream] if upstream else []
+    elif args.dns_upstream is not None:
+        raise ValueError("--dns-upstream needs --dns")
+    for pattern in patterns:
         argv += ["--allow-hosts", pattern]
     return argv + list(args.mitmdump_args)
 
@@ -116,8 +146,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    host = argv[argv.index("--listen-host") + 1]
+    dns = f", DNS on {host}:{args.dns}" if args.dns is not None else ""
     print(f"autodiscover-guard: {args.mode} mode, policy {policy_path} (revision {policy.revision}), "
-          f"listening on {argv[argv.index('--listen-host') + 1]}:{argv[argv.index('--listen-port') + 1]}",
+          f"listening on {host}:{argv[argv.index('--listen-port') + 1]}{dns}",
           file=sys.stderr, flush=True)
     os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
     return 0  # pragma: no cover - execv does not return
@@ -233,6 +265,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--listen", help="HOST:PORT (workstation/audit 127.0.0.1:8080, gateway 0.0.0.0:8080)")
     run.add_argument("--log", help="decision log file (JSON lines; gateway default: stderr)")
     run.add_argument("--confdir", help="mitmproxy confdir: CA and options (default ~/.autodiscover-guard)")
+    run.add_argument("--dns", type=int, nargs="?", const=53, metavar="PORT",
+                     help="also listen for DNS on PORT (default 53) and judge mail SRV answers (docs/dns.md)")
+    run.add_argument("--dns-upstream", metavar="IP[:PORT]",
+                     help="resolver the DNS listener forwards to (default: the system's, SRV to port 53)")
     run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
     run.set_defaults(func=_run_with_remainder)
 

@@ -34,11 +34,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, dns, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.net.dns import response_codes, types
 
 from guard import rules
 from guard.decode import decode_body
+from guard.dnsjudge import DnsVerdict, Record, judge_answer, service_domain
 from guard.engine import GENERIC_BLOCK, judge
 from guard.errors import BodyTooLarge, MalformedDocument, PolicyError, UntrustedInputError
 from guard.formats import Format, by_name, detect, hint
@@ -566,6 +568,8 @@ class AutodiscoverGuard:
         state = self._start(flow, host)
         body = self._request_body(request, state.policy)
         state.user, state.user_source = identify(request, host, body)
+        if state.user is not None and state.policy.mx is not None:
+            state.policy.mx.prefetch(state.user.domain)  # MX evidence ready by the time the answer is
         self._continue_walk(state)
         finding = self._request_finding(request, state, _credential(request, body))
         if finding is not None:
@@ -752,7 +756,7 @@ class AutodiscoverGuard:
         facts = FlowFacts(flow.id, state.client, flow.request.method, state.url, status)
         self._record(flow, state, facts, decision, applied=applied, latency=latency)
 
-    def _record(self, flow: http.HTTPFlow, state: _FlowState, facts: FlowFacts, decision: Decision, *,
+    def _record(self, flow: http.HTTPFlow | dns.DNSFlow, state: _FlowState, facts: FlowFacts, decision: Decision, *,
                 applied: Action, latency: float) -> None:
         record = decision_record(
             facts, decision, mode=state.mode.value, applied=applied, user=state.user,
@@ -785,6 +789,61 @@ class AutodiscoverGuard:
         else:
             decision = Decision("unknown", Action.BLOCK, (finding,), reply=GENERIC_BLOCK)
         self._finish(flow, state, decision, time.perf_counter(), kill=not can_replace)
+
+
+    # -- DNS side --------------------------------------------------------------------------------
+
+    async def dns_response(self, flow: dns.DNSFlow) -> None:
+        """Judge answers to mail service SRV lookups; strip offending records or answer REFUSED."""
+        question = flow.request.question
+        if flow.response is None or question is None or service_domain(question.name) is None:
+            return  # every other lookup passes untouched, unlogged
+        started = time.perf_counter()
+        policy = self._policy()
+        peer = flow.client_conn.peername
+        state = _FlowState(policy, self._mode(policy), str(peer[0]) if peer else "?", question.name,
+                           f"dns:{question.name}", user_source="dns-name")
+        try:
+            domain = service_domain(question.name)
+            if policy.mx is not None and domain:  # look MX up off the event loop before judging
+                await asyncio.wrap_future(policy.mx.prefetch(domain.lower().rstrip(".")))
+            verdict = judge_answer(question.name, question.type, _records(flow.response.answers),
+                                   _records(flow.response.additionals), policy)
+        except Exception as exc:  # fail closed, as the HTTP hooks do
+            logger.warning("autodiscover-guard: internal error: %r", exc, exc_info=True)
+            verdict = None
+            finding = Finding(rules.INTERNAL_ERROR, "", "(guard)", f"internal error: {type(exc).__name__}")
+            action = Action.ALLOW if policy.on_error is Action.ALLOW else Action.BLOCK
+            decision = Decision("srv", action, (finding,))
+        else:
+            if verdict is None:
+                return  # a mail service name asked for another type (A, TXT...)
+            state.user, decision = verdict.user, verdict.decision
+        facts = FlowFacts(flow.id, state.client, types.to_str(question.type), state.url,
+                          flow.response.response_code)  # upstream's RCODE, as the HTTP side logs its status
+        changes = decision.action in (Action.REWRITE, Action.BLOCK)
+        enforce = state.mode is Mode.ENFORCE
+        if enforce and changes:
+            _apply_dns(flow, decision, verdict)
+        applied = decision.action if enforce or not changes else Action.ALLOW
+        self._record(flow, state, facts, decision, applied=applied, latency=time.perf_counter() - started)
+
+
+def _records(records: Iterable[dns.ResourceRecord]) -> list[Record]:
+    return [Record(r.name, r.type, r.ttl, r.data) for r in records]
+
+
+def _apply_dns(flow: dns.DNSFlow, decision: Decision, verdict: DnsVerdict | None) -> None:
+    """Enforce on a DNS answer: REFUSED for a block, the answer without the dropped records for a rewrite."""
+    response = flow.response
+    assert response is not None
+    if decision.action is Action.BLOCK or verdict is None:
+        flow.response = flow.request.fail(response_codes.REFUSED)
+        flow.comment = f"autodiscover-guard: refused ({', '.join(decision.rules)})"
+        return
+    response.answers = [r for i, r in enumerate(response.answers) if i not in verdict.drop_answers]
+    response.additionals = [r for i, r in enumerate(response.additionals) if i not in verdict.drop_additionals]
+    flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
 
 
 def _apply(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:

@@ -43,7 +43,8 @@ class TrustEntry:
     `domains` holds exact user domains, `label.*` (that brand under any public suffix, e.g.
     `hotmail.*`), `*.parent` (any subdomain) or `*` (every user: reserved for big multi-tenant
     platforms that authenticate per tenant). `hosts` holds domains matched with all their
-    subdomains.
+    subdomains; `mx` (provider maps only) the provider's MX host names, also matched with all
+    their subdomains, consulted only by MX evidence (guard/mx.py).
     """
 
     name: str
@@ -51,6 +52,7 @@ class TrustEntry:
     domains: tuple[str, ...]
     hosts: tuple[str, ...]
     weak: bool = False  # evidence that holds for any user (domains "*"); logged as such
+    mx: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class Trust:
     _by_parent: dict[str, set[int]] = field(default_factory=dict)
     _any_user: set[int] = field(default_factory=set)
     _by_host: dict[str, set[int]] = field(default_factory=dict)
+    _by_mx: dict[str, set[int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, entries: Iterable[TrustEntry]) -> Trust:
@@ -87,6 +90,8 @@ class Trust:
                 self._by_domain.setdefault(pattern, set()).add(index)
         for host in entry.hosts:
             self._by_host.setdefault(host, set()).add(index)
+        for mx in entry.mx:
+            self._by_mx.setdefault(mx, set()).add(index)
 
     def _user_entries(self, domain: str) -> set[int]:
         found = set(self._any_user)
@@ -99,11 +104,13 @@ class Trust:
             found |= self._by_label.get(rd.split(".", 1)[0], set())
         return found
 
-    def _host_entries(self, host: str) -> set[int]:
+    def _host_entries(self, host: str, index: dict[str, set[int]] | None = None) -> set[int]:
+        """Entries listing `host` or a parent of it (in `index`: hosts by default)."""
+        index = self._by_host if index is None else index
         found: set[int] = set()
         labels = host.split(".")
         for i in range(len(labels)):
-            found |= self._by_host.get(".".join(labels[i:]), set())
+            found |= index.get(".".join(labels[i:]), set())
         return found
 
     def vouch(self, user_domain: str, host: str) -> TrustEntry | None:
@@ -115,6 +122,14 @@ class Trust:
         if not common:
             return None
         return self.entries[min(common, key=lambda i: (self.entries[i].weak, i))]
+
+
+    def vouch_mx(self, mx_host: str, host: str) -> TrustEntry | None:
+        """The first entry whose `mx` lists the MX host (or a parent of it) and whose `hosts` list `host`."""
+        common = self._host_entries(mx_host, self._by_mx)
+        if common:
+            common &= self._host_entries(host)
+        return self.entries[min(common)] if common else None
 
 
 def owner_evidence(user_domain: str, host: str, trust: Trust) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from guard._yaml import Located, load_located
 from guard.errors import GuardError, PolicyError
 from guard.model import Action
+from guard.mx import MxEvidence, MxSettings, parse_resolver
 from guard.names import InvalidHost, normalise_host
 from guard.ownership import Trust, TrustEntry
 
@@ -109,6 +110,7 @@ class Policy:
     log: LogSettings = field(default_factory=LogSettings)
     discovery_hosts: tuple[str, ...] = ()
     pinning: Pinning = field(default_factory=Pinning)
+    mx: MxEvidence | None = None  # `mx_evidence` enabled: MX lookups that may excuse foreign-host
 
     def action_for(self, rule: str) -> RuleAction:
         """The configured action for a rule id."""
@@ -165,12 +167,13 @@ def load_policy(path: str | Path) -> Policy:
         log=_log(root.get("log")),
         discovery_hosts=tuple(_host(h) for h in _strings(root.get("discovery_hosts"))),
         pinning=_pinning(root.get("pinning"), path),
+        mx=_mx_evidence(root.get("mx_evidence")),
     )
 
 
 _POLICY_KEYS = frozenset({
     "version", "mode", "on_error", "rules", "providers", "provider_db", "allow", "limits", "log",
-    "discovery_hosts", "description", "pinning",
+    "discovery_hosts", "description", "pinning", "mx_evidence",
 })
 
 
@@ -300,6 +303,38 @@ def default_pin_store() -> Path:
     return Path(state) / "autodiscover-guard" / "pins.sqlite"
 
 
+def _mx_evidence(node: Located | None) -> MxEvidence | None:
+    """The optional `mx_evidence` section; None (no DNS at all) unless `enabled: true`."""
+    keys = _mapping(node, frozenset({"enabled", "resolver", "timeout", "cache_ttl", "cache_size"}))
+    enabled = keys.get("enabled")
+    if enabled is None:
+        if keys:
+            raise keys[next(iter(keys))].error("mx_evidence needs 'enabled: true' (or false)")
+        return None
+    if not isinstance(enabled.value, bool):
+        raise enabled.error("expected true or false")
+    base = MxSettings()
+    resolver = None
+    if "resolver" in keys:
+        try:
+            resolver = parse_resolver(_str(keys["resolver"]))
+        except ValueError as exc:
+            raise keys["resolver"].error(str(exc)) from None
+    timeout = base.timeout
+    if "timeout" in keys:
+        value = keys["timeout"].value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 30:
+            raise keys["timeout"].error("expected seconds, more than 0 and at most 30")
+        timeout = float(value)
+    settings = MxSettings(
+        resolver=resolver,
+        timeout=timeout,
+        cache_ttl=float(_int(keys["cache_ttl"], 0)) if "cache_ttl" in keys else base.cache_ttl,
+        cache_size=_int(keys["cache_size"], 1) if "cache_size" in keys else base.cache_size,
+    )
+    return MxEvidence(settings) if enabled.value else None
+
+
 def _host(node: Located) -> str:
     try:
         return normalise_host(_str(node))
@@ -333,8 +368,9 @@ def _entry(node: Located, name_key: str, domains_key: str, extra: frozenset[str]
     for host_node, host in zip(_list(keys["hosts"]), hosts, strict=True):
         if "." not in host:
             raise host_node.error("a trusted host must be a domain, not a bare top-level label")
+    mx = tuple(_host(m) for m in _strings(keys["mx"])) if "mx" in keys else ()
     source = _str(keys["source"]) if "source" in keys else node.path
-    return TrustEntry(_str(keys[name_key]), source, domains, hosts, weak="*" in domains)
+    return TrustEntry(_str(keys[name_key]), source, domains, hosts, weak="*" in domains, mx=mx)
 
 
 def _provider_map(root: Located) -> list[TrustEntry]:

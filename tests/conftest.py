@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from guard.policy import Policy, load_policy
+from tests.e2e.support.nsd import Nsd, nsd_binary, start_nsd
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -63,3 +66,15 @@ def indexed_fixtures() -> list[IndexedFixture]:
 @pytest.fixture(scope="session")
 def default_policy() -> Policy:
     return load_policy(ROOT / "policies" / "default.yaml")
+
+
+@pytest.fixture(scope="session")
+def nsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nsd]:
+    """A real NSD on loopback serving tests/fixtures/dns (skips without `nsd`, except under CI=true)."""
+    if nsd_binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nsd is not installed (.ci/run installs it)")
+        pytest.skip("nsd is not installed (apt-get install nsd)")
+    server = start_nsd(tmp_path_factory.mktemp("nsd"))
+    yield server
+    server.stop()

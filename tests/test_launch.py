@@ -16,7 +16,8 @@ from tests.conftest import ROOT
 
 
 def _args(**overrides: object) -> argparse.Namespace:
-    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": []}
+    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
+            "dns": None, "dns_upstream": None}
     base.update(overrides)
     return argparse.Namespace(**base)
 
@@ -114,3 +115,28 @@ def test_run_refuses_an_invalid_policy_before_starting_mitmdump(tmp_path: Path,
     bad.write_text("version: 1\nmode: sometimes\n")
     assert main(["run", "--policy", str(bad), "--confdir", str(tmp_path)]) == 2
     assert f"{bad}:2:" in capsys.readouterr().err
+
+
+def test_dns_listener_forwards_to_the_given_upstream_and_allows_it(tmp_path: Path) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    argv = mitmdump_argv(_args(confdir=str(tmp_path), dns=5300, dns_upstream="192.0.2.53:5353"),
+                         ROOT / "policies" / "default.yaml", policy)
+    modes = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--mode"]
+    assert modes == ["regular", "reverse:dns://192.0.2.53:5353@5300"]
+    allowed = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--allow-hosts"]
+    assert any(re.search(p, "192.0.2.53:5353") for p in allowed)
+    assert not any(re.search(p, "192.0.2.53:53") for p in allowed)
+
+
+def test_dns_listener_without_upstream_uses_dns_mode(tmp_path: Path) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    argv = mitmdump_argv(_args(confdir=str(tmp_path), dns=53), ROOT / "policies" / "default.yaml", policy)
+    assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "--mode"] == ["regular", "dns@53"]
+
+
+@pytest.mark.parametrize(("dns", "upstream"), [(None, "127.0.0.1"), (53, "resolver.example.net"), (70000, None)])
+def test_bad_dns_options_are_refused(tmp_path: Path, dns: int | None, upstream: str | None) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    with pytest.raises(ValueError, match=r"."):
+        mitmdump_argv(_args(confdir=str(tmp_path), dns=dns, dns_upstream=upstream),
+                      ROOT / "policies" / "default.yaml", policy)

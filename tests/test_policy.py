@@ -57,6 +57,12 @@ def _write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
         ("version: 1\nallow:\n  - name: x\n    users: [a..com]\n    hosts: [b.com]\n", 4, "not a valid host"),
         ("version: 1\nproviders: [missing.yaml]\n", 2, "provider map not found"),
         ("version: 1\nrules:\n  reserved-user-domain: rewrite\n", 3, "cannot be 'rewrite'"),
+        ("version: 1\nmx_evidence:\n  enabled: yes please\n", 3, "expected true or false"),
+        ("version: 1\nmx_evidence:\n  timeout: 2\n", 3, "needs 'enabled: true'"),
+        ("version: 1\nmx_evidence:\n  enabled: true\n  resolver: dns.google\n", 4, "must be an IP address"),
+        ("version: 1\nmx_evidence:\n  enabled: true\n  timeout: 0\n", 4, "more than 0"),
+        ("version: 1\nmx_evidence:\n  enabled: true\n  cache_size: 0\n", 4, "integer"),
+        ("version: 1\nmx_evidence:\n  enabled: true\n  resolvers: 1.1.1.1\n", 4, "unknown key 'resolvers'"),
     ],
 )
 def test_policy_errors_name_the_line_and_the_problem(tmp_path: Path, text: str, line: int, reason: str) -> None:
@@ -115,3 +121,26 @@ def test_a_bare_off_in_rules_turns_the_rule_off(tmp_path: Path) -> None:
 def test_a_bare_on_in_rules_is_still_an_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match=r"p\.yaml:3"):
         load_policy(_write(tmp_path, "version: 1\nrules:\n  plaintext: on\n"))
+def test_mx_evidence_section_sets_resolver_timeout_and_cache(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nmx_evidence:\n  enabled: true\n  resolver: 127.0.0.1:5300\n"
+                            "  timeout: 0.5\n  cache_ttl: 60\n  cache_size: 10\n")
+    mx = load_policy(path).mx
+    assert mx is not None
+    assert (mx.settings.resolver, mx.settings.timeout, mx.settings.cache_ttl, mx.settings.cache_size) == (
+        ("127.0.0.1", 5300), 0.5, 60.0, 10)
+
+
+def test_mx_evidence_is_off_unless_enabled(tmp_path: Path) -> None:
+    assert load_policy(_write(tmp_path, "version: 1\n")).mx is None
+    assert load_policy(_write(tmp_path, "version: 1\nmx_evidence:\n  enabled: false\n")).mx is None
+
+
+def test_provider_map_mx_keys_are_read_and_matched_with_subdomains(tmp_path: Path) -> None:
+    _write(tmp_path, "version: 1\nproviders:\n  - name: P\n    domains: [p.com]\n    hosts: [p.com]\n"
+                     "    mx: [mx.p-relay.net]\n", "map.yaml")
+    trust = load_policy(_write(tmp_path, "version: 1\nproviders: [map.yaml]\n")).trust
+    assert trust.entries[0].mx == ("mx.p-relay.net",)
+    vouched = trust.vouch_mx("in1.mx.p-relay.net", "imap.p.com")
+    assert vouched is not None
+    assert vouched.name == "P"
+    assert trust.vouch_mx("in1.mx.p-relay.net", "imap.other.com") is None

@@ -14,6 +14,8 @@ def load(loader):
 
 
 def server_connect(data):
+    if data.server.transport_protocol == "udp":
+        return  # DNS listeners (tests/e2e/test_dns.py) go to the address their mode names
     _host, port = data.server.address
     target = ctx.options.route_http_port if port == 80 else ctx.options.route_https_port
     data.server.address = ("127.0.0.1", target)

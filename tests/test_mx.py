@@ -1,0 +1,166 @@
+"""guard.mx: MX evidence for foreign-host, against a real NSD on loopback where DNS is involved."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from guard.engine import judge
+from guard.model import Action
+from guard.mx import MxAnswer, MxEvidence, MxSettings, mx_evidence, parse_resolver
+from guard.names import User
+from guard.ownership import Trust, TrustEntry
+from guard.policy import load_policy
+from tests.conftest import ROOT
+from tests.e2e.support.nsd import Nsd, free_port
+
+IONOS = TrustEntry("IONOS", "test", ("ionos.de",), ("ionos.de",), mx=("kundenserver.de",))
+TRUST = Trust.build([IONOS])
+
+
+def test_mx_sharing_the_hosts_registrable_domain_is_evidence() -> None:
+    why = mx_evidence("baeckerei-klein.de", "imap.ionos.de", MxAnswer(("mx00.ionos.de",)), TRUST)
+    assert why is not None
+    assert "weaker MX evidence" in why
+    assert "mx00.ionos.de" in why
+
+
+def test_provider_map_mx_key_connects_an_mx_to_the_providers_hosts() -> None:
+    why = mx_evidence("tischlerei-berg.de", "imap.ionos.de", MxAnswer(("mx00.kundenserver.de",)), TRUST)
+    assert why is not None
+    assert "IONOS" in why
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        MxAnswer(("mail.weingut-ost.de",)),  # MX points elsewhere
+        MxAnswer(null=True),  # RFC 7505: no mail
+        MxAnswer(error="Timeout"),
+        MxAnswer(),
+    ],
+)
+def test_no_evidence_from_other_null_failed_or_missing_mx(answer: MxAnswer) -> None:
+    assert mx_evidence("weingut-ost.de", "imap.ionos.de", answer, TRUST) is None
+
+
+def test_a_hosts_lack_of_registrable_domain_never_matches_an_mx_without_one() -> None:
+    assert mx_evidence("shop.de", "mail.corp.internal", MxAnswer(("mx.other.internal",)), TRUST) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1", ("127.0.0.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)), ("::1", ("::1", 53)),
+     ("[::1]:5300", ("::1", 5300))],
+)
+def test_parse_resolver_accepts_ip_and_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_resolver(text) == expected
+
+
+@pytest.mark.parametrize("text", ["dns.google", "127.0.0.1:x", "127.0.0.1:70000", "[::1]x", "127.1"])
+def test_parse_resolver_rejects_names_and_bad_ports(text: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_resolver(text)
+
+
+def test_reserved_user_domains_are_never_looked_up() -> None:
+    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", 9), timeout=5.0))
+    started = time.monotonic()
+    answer = evidence.lookup("example.com")
+    assert time.monotonic() - started < 1.0  # answered locally, no query sent
+    assert "never looked up" in answer.error
+
+
+def test_resolver_down_is_no_evidence_within_the_timeout() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", silent.getsockname()[1]), timeout=0.5))
+        started = time.monotonic()
+        why, answer = evidence.evidence("baeckerei-klein.de", "imap.ionos.de", TRUST)
+    assert time.monotonic() - started < 2.0
+    assert why is None
+    assert answer.error
+    assert "failed" in answer.describe("baeckerei-klein.de")
+
+
+@pytest.mark.e2e
+def test_real_mx_lookup_finds_hosts_in_preference_order(nsd: Nsd) -> None:
+    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0))
+    assert evidence.lookup("baeckerei-klein.de").hosts == ("mx00.ionos.de", "mx01.ionos.de")
+    assert evidence.lookup("nomail-shop.de").null
+    refused = evidence.lookup("no-such-zone.de")  # NSD refuses zones it does not serve
+    assert refused.hosts == ()
+    assert refused.error
+
+
+@pytest.mark.e2e
+def test_answers_are_cached_until_the_smaller_of_record_ttl_and_cache_ttl(nsd: Nsd) -> None:
+    now = [1000.0]
+    settings = MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0, cache_ttl=60.0)
+    evidence = MxEvidence(settings, clock=lambda: now[0])
+    first = evidence.prefetch("baeckerei-klein.de")
+    first.result(timeout=3)
+    assert evidence.prefetch("baeckerei-klein.de") is first  # cached: no second lookup
+    now[0] += 59.0
+    assert evidence.prefetch("baeckerei-klein.de") is first
+    now[0] += 2.0  # past cache_ttl (60 s < the zone's 300 s TTL)
+    second = evidence.prefetch("baeckerei-klein.de")
+    assert second is not first
+    assert second.result(timeout=3).hosts == first.result().hosts
+
+
+@pytest.mark.e2e
+def test_cache_is_bounded_least_recently_used_first(nsd: Nsd) -> None:
+    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0, cache_size=2))
+    kept = evidence.prefetch("baeckerei-klein.de")
+    evidence.prefetch("weingut-ost.de")
+    evidence.prefetch("baeckerei-klein.de")  # touched: most recent
+    evidence.prefetch("nomail-shop.de")  # evicts weingut-ost.de
+    assert len(evidence) == 2
+    assert evidence.prefetch("baeckerei-klein.de") is kept
+
+
+def test_closed_port_is_a_failure_not_an_allow() -> None:
+    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", free_port()), timeout=0.5))
+    why, answer = evidence.evidence("baeckerei-klein.de", "imap.ionos.de", TRUST)
+    assert why is None
+    assert answer.error
+
+
+CLIENT_CONFIG = b"""<?xml version="1.0" encoding="UTF-8"?>
+<clientConfig version="1.1">
+  <emailProvider id="ionos.de">
+    <domain>ionos.de</domain>
+    <incomingServer type="imap">
+      <hostname>imap.ionos.de</hostname><port>993</port><socketType>SSL</socketType>
+      <authentication>password-cleartext</authentication><username>%EMAILADDRESS%</username>
+    </incomingServer>
+  </emailProvider>
+</clientConfig>
+"""
+
+
+@pytest.mark.e2e
+def test_http_answers_are_excused_by_mx_evidence_too(nsd: Nsd, tmp_path: Path) -> None:
+    """The engine consults MX for any format: an autoconfig answer for a custom domain at IONOS."""
+    base = "version: 1\nproviders: [providers.yaml]\n"
+    shutil.copy(ROOT / "policies" / "providers.yaml", tmp_path / "providers.yaml")
+    (tmp_path / "off.yaml").write_text(base, encoding="utf-8")
+    (tmp_path / "on.yaml").write_text(base + f"mx_evidence:\n  enabled: true\n  resolver: {nsd.address}\n",
+                                      encoding="utf-8")
+    user = User.from_address("anna@baeckerei-klein.de")
+    without = judge(CLIENT_CONFIG, user, load_policy(tmp_path / "off.yaml"), url="https://autoconfig.baeckerei-klein.de/")
+    assert without.rules == ("foreign-host",)
+    assert not any("MX" in e for e in without.findings[0].evidence)  # MX never consulted when off
+    with_mx = judge(CLIENT_CONFIG, user, load_policy(tmp_path / "on.yaml"), url="https://autoconfig.baeckerei-klein.de/")
+    assert with_mx.action is Action.ALLOW
+    assert with_mx.notes == ("weaker MX evidence: imap.ionos.de shares registrable domain ionos.de with MX "
+                             "mx00.ionos.de of baeckerei-klein.de",)
+    other = judge(CLIENT_CONFIG, User.from_address("jo@weingut-ost.de"), load_policy(tmp_path / "on.yaml"),
+                  url="https://autoconfig.weingut-ost.de/")
+    assert other.rules == ("foreign-host",)
+    assert "MX of weingut-ost.de (mail.weingut-ost.de) shares no registrable domain" in other.findings[0].evidence[-1]
