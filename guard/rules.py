@@ -6,7 +6,7 @@ Reserved names and IP ranges come first and are never excused by ownership evide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from guard.model import Finding, Role, Suggestion, Transport
 from guard.names import Target, User, skeleton, to_unicode
@@ -27,9 +27,8 @@ CREDENTIAL_LEAK = "credential-leak"
 REDIRECT_LIMIT = "redirect-limit"
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """One suggestion, where it really leads, and for whom."""
+class Subject(NamedTuple):
+    """One suggestion, where it really leads, and for whom (a NamedTuple: one is built per suggestion)."""
 
     suggestion: Suggestion
     target: Target
