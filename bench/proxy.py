@@ -7,6 +7,7 @@ machine noise hits both sides alike. CPU is mitmdump's own utime+stime per reque
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ class Side:
     cpu: float = 0.0
     requests: int = 0
     latencies: list[float] = field(default_factory=list)
+    rounds: list[float] = field(default_factory=list)  # CPU ms per request, round by round
 
     def cpu_ms_per_request(self) -> float:
         return self.cpu / self.requests * 1000 if self.requests else 0.0
@@ -62,8 +64,10 @@ def _round(proxy: Mitmdump, session: requests.Session, method: str, url: str, co
         side.latencies.append(time.perf_counter() - start)
         if response.status_code != 200:
             raise RuntimeError(f"{url}: HTTP {response.status_code} through port {proxy.port}")
-    side.cpu += proxy.cpu_seconds() - before
+    spent = proxy.cpu_seconds() - before
+    side.cpu += spent
     side.requests += count
+    side.rounds.append(spent / count * 1000)
 
 
 def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
@@ -92,9 +96,10 @@ def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
                     session = _session(proxy, folder / f"conf-{'bare' if proxy is bare else 'guard'}")
                     sessions.append(session)
                     _round(proxy, session, method, url, 30, Side())  # warm-up: TLS, caches, imports
-                for _ in range(rounds):
-                    for index, proxy in enumerate((bare, guard)):
-                        _round(proxy, sessions[index], method, url, per_round, sides[index])
+                for number in range(rounds):  # A B, then B A: drift in machine load cancels out
+                    order = (0, 1) if number % 2 == 0 else (1, 0)
+                    for index in order:
+                        _round((bare, guard)[index], sessions[index], method, url, per_round, sides[index])
                 results[workload] = sides
         finally:
             bare.stop()
@@ -142,6 +147,8 @@ def _session(proxy: Mitmdump, confdir: Path) -> requests.Session:
 
 
 def median_ratio(guard: Side, bare: Side) -> float:
-    """guard/bare CPU per request."""
-    return guard.cpu_ms_per_request() / bare.cpu_ms_per_request() if bare.cpu_ms_per_request() else float("nan")
+    """guard/bare CPU per request: the median of the per-round ratios, so one noisy round (another
+    process taking the core) moves it less than it moves the totals."""
+    ratios = [g / b for g, b in zip(guard.rounds, bare.rounds, strict=True) if b > 0]
+    return statistics.median(ratios) if ratios else float("nan")
 
