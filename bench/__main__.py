@@ -13,11 +13,24 @@ from bench import growth, judgement, proxy
 from guard.policy import default_policy_path, load_policy
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+JSON_FORMATS = ("adv2", "autodetect", "srv")
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and flows (a smoke run)")
     parser.add_argument("--skip-proxy", action="store_true", help="only the in-process benchmarks")
     args = parser.parse_args()
     with contextlib.suppress(AttributeError, OSError):
@@ -25,41 +38,71 @@ def main() -> None:
     from mitmproxy.version import VERSION
 
     print(f"# autodiscover-guard benchmark — Python {platform.python_version()}, mitmproxy {VERSION}, "
-          f"{os.cpu_count()} CPUs, {platform.machine()}\n")
+          f"{os.cpu_count()} CPUs ({_cpu_model()}), {platform.machine()}\n")
+    stick = judgement.yardstick()
+    print(f"Machine yardstick: sum(range(100)) takes {stick:.2f} µs here (~1 µs on a typical laptop).\n")
     policy = load_policy(default_policy_path())
+    summary: list[str] = []
 
     print("## Judgement (parse + normalise + rules), one core\n")
     print("| answer | bytes | median µs | p99 µs | judgements/s |\n|---|---:|---:|---:|---:|")
+    typical: dict[str, float] = {}
     for label, size, median, p99, rate in judgement.run(policy):
         print(f"| {label} | {size} | {median:.0f} | {p99:.0f} | {rate:,.0f} |")
+        if "KB" not in label:
+            typical[label] = median
+    slow = {label: m for label, m in typical.items() if m > 200}
+    summary.append(f"judgement ≤ 200 µs median (typical answers): {_verdict(not slow)} — "
+                   f"{sum(m <= 200 for m in typical.values())}/{len(typical)} within; "
+                   + (", ".join(f"{k} {v:.0f} µs" for k, v in slow.items()) or "all within"))
 
     print("\n## Growth\n")
-    print("| answer bytes | median µs | µs per KB |\n|---:|---:|---:|")
-    for size, median in growth.by_size(default_policy_path()):
-        print(f"| {size} | {median:.0f} | {median / (size / 1024):.1f} |")
+    print("| answer bytes | suggestions | median µs | µs per KB |\n|---:|---:|---:|---:|")
+    sizes = growth.by_size(default_policy_path())
+    for size, count, median in sizes:
+        print(f"| {size} | {count} | {median:.0f} | {median / (size / 1024):.1f} |")
+    per_kb = {size: median / (size / 1024) for size, _count, median in sizes}
+    spread = per_kb[max(per_kb)] / per_kb[min(k for k in per_kb if k >= 16 * 1024)]
+    summary.append(f"linear in answer size (µs/KB at 256 KB within ×1.5 of 16 KB): {_verdict(spread <= 1.5)} "
+                   f"— ×{spread:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         body = (FIXTURES / "pox__redirect_addr_foreign.xml").read_bytes()
         print("\n| provider-map entries | allowlist entries | median µs (foreign-host answer) |\n|---:|---:|---:|")
-        for providers, allow, median in growth.by_trust_size(Path(tmp), body):
-            print(f"| {providers} | {allow} | {median:.0f} |")
+        trust_rows = growth.by_trust_size(Path(tmp), body)
+        for providers, allow, median in trust_rows:
+            print(f"| {providers:,} | {allow:,} | {median:.0f} |")
+    medians = [m for _p, _a, m in trust_rows]
+    flat = max(medians) / min(medians)
+    summary.append(f"flat in map/allowlist size (10 → 10,000 entries within ×1.25): {_verdict(flat <= 1.25)} "
+                   f"— spread ×{flat:.2f}")
     print("\n| suggestions per answer | median µs per suggestion |\n|---:|---:|")
     for count, per in growth.by_suggestions(default_policy_path()):
         print(f"| {count} | {per:.1f} |")
 
-    if args.skip_proxy:
-        return
-    rounds, per_round = (3, 60) if args.quick else (8, 150)
-    print(f"\n## Proxy overhead ({rounds} interleaved rounds × {per_round} requests, keep-alive HTTPS)\n")
-    print("| workload | bare CPU ms/req | guard CPU ms/req | guard/bare CPU | bare p50/p99 ms | guard p50/p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for workload, (bare, guarded) in proxy.run(rounds, per_round).items():
-        print(f"| {workload} | {bare.cpu_ms_per_request():.2f} | {guarded.cpu_ms_per_request():.2f} | "
-              f"{proxy.median_ratio(guarded, bare):.3f} | {bare.percentile(0.5):.2f}/{bare.percentile(0.99):.2f} | "
-              f"{guarded.percentile(0.5):.2f}/{guarded.percentile(0.99):.2f} |")
-    flows = 2000 if args.quick else 10_000
-    before, after = proxy.rss_growth(flows)
-    print(f"\n## Memory\n\nRSS after warm-up {before / 1024:.1f} MiB, after {flows:,} more judged flows "
-          f"{after / 1024:.1f} MiB: growth {(after - before) / 1024:.2f} MiB")
+    if not args.skip_proxy:
+        rounds, per_round = (3, 60) if args.quick else (8, 150)
+        print(f"\n## Proxy overhead ({rounds} interleaved rounds × {per_round} requests, keep-alive HTTPS)\n")
+        print("| workload | bare CPU ms/req | guard CPU ms/req | guard/bare CPU | bare p50/p99 ms | guard p50/p99 ms |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for workload, (bare, guarded) in proxy.run(rounds, per_round).items():
+            ratio = proxy.median_ratio(guarded, bare)
+            print(f"| {workload} | {bare.cpu_ms_per_request():.2f} | {guarded.cpu_ms_per_request():.2f} | "
+                  f"{ratio:.3f} | {bare.percentile(0.5):.2f}/{bare.percentile(0.99):.2f} | "
+                  f"{guarded.percentile(0.5):.2f}/{guarded.percentile(0.99):.2f} |")
+            limit = 1.10 if "(discovery)" in workload else 1.02
+            summary.append(f"proxy guard/bare CPU, {workload} ≤ {limit:.2f}: {_verdict(ratio <= limit)} — {ratio:.3f}")
+        flows = 2000 if args.quick else 10_000
+        start, warm, after = proxy.rss_growth(flows)
+        growth_mib = (after - warm) / 1024
+        print(f"\n## Memory (guard mitmdump, VmRSS)\n\nat start {start / 1024:.1f} MiB, after 1,000 warm-up flows "
+              f"{warm / 1024:.1f} MiB, after {flows:,} more judged POX flows {after / 1024:.1f} MiB: "
+              f"growth after warm-up {growth_mib:.2f} MiB")
+        summary.append(f"RSS growth over {flows:,} flows after warm-up ≤ 5 MB: {_verdict(growth_mib * 1.048576 <= 5)} "
+                       f"— {growth_mib:.2f} MiB")
+
+    print("\n## Summary (targets from issue 5)\n")
+    for line in summary:
+        print(f"- {line}")
 
 
 if __name__ == "__main__":

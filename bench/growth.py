@@ -12,13 +12,14 @@ from guard.policy import load_policy
 ALICE = User.from_address("alice@contoso.com")
 
 
-def by_size(policy_path: Path) -> list[tuple[int, float]]:
-    """(answer bytes, median µs) from 1 KB to 256 KB."""
+def by_size(policy_path: Path) -> list[tuple[int, int, float]]:
+    """(answer bytes, suggestions, median µs) from 1 KB to 256 KB."""
     policy = load_policy(policy_path)
     rows = []
     for kib in (1, 4, 16, 64, 256):
         body = large_pox(kib * 1024)
-        rows.append((len(body), summarise(timings(lambda b=body: judge(b, ALICE, policy), 0.4, 20))[0]))
+        count = len(judge(body, ALICE, policy).suggestions)
+        rows.append((len(body), count, summarise(timings(lambda b=body: judge(b, ALICE, policy), 0.4, 20))[0]))
     return rows
 
 

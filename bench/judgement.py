@@ -51,14 +51,29 @@ def summarise(samples: list[float]) -> tuple[float, float, float]:
     return median * 1e6, p99 * 1e6, 1 / median
 
 
+_POX_HEAD = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">\n'
+    b'<Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">\n'
+    b"<User><DisplayName>Alice</DisplayName></User>\n"
+    b"<Account><AccountType>email</AccountType><Action>settings</Action>\n"
+    b"<Protocol><Type>IMAP</Type><Server>imap.contoso.com</Server><Port>993</Port><SSL>on</SSL></Protocol>\n"
+)
+_POX_TAIL = b"</Account>\n</Response>\n</Autodiscover>\n"
+_POX_UNIT = (b"<Protocol><Type>WEB</Type><External><OWAUrl AuthenticationMethod=\"Fba\">"
+             b"https://mail.contoso.com/owa/</OWAUrl></External></Protocol>\n")
+
+
 def large_pox(size: int) -> bytes:
-    """A valid POX answer padded with WEB protocols up to about `size` bytes."""
-    head = (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()
-    cut = head.rindex(b"</Account>")
-    unit = (b"<Protocol><Type>WEB</Type><External><OWAUrl AuthenticationMethod=\"Fba\">"
-            b"https://mail.contoso.com/owa/</OWAUrl></External></Protocol>\n")
-    count = max(0, (size - len(head)) // len(unit))
-    return head[:cut] + unit * count + head[cut:]
+    """A valid POX answer for alice@contoso.com padded with WEB protocols up to about `size` bytes
+    (one suggestion per 130 bytes, all owned, so every one is judged in full)."""
+    count = max(0, (size - len(_POX_HEAD) - len(_POX_TAIL)) // len(_POX_UNIT))
+    return _POX_HEAD + _POX_UNIT * count + _POX_TAIL
+
+
+def yardstick() -> float:
+    """Median µs of `sum(range(100))`: how fast this machine is right now (~1 µs on a laptop)."""
+    return summarise(timings(lambda: sum(range(100)), 0.2))[0]
 
 
 def run(policy: Policy) -> list[tuple[str, int, float, float, float]]:

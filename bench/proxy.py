@@ -7,8 +7,10 @@ machine noise hits both sides alike. CPU is mitmdump's own utime+stime per reque
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ class Side:
     cpu: float = 0.0
     requests: int = 0
     latencies: list[float] = field(default_factory=list)
+    rounds: list[float] = field(default_factory=list)  # CPU ms per request, round by round
 
     def cpu_ms_per_request(self) -> float:
         return self.cpu / self.requests * 1000 if self.requests else 0.0
@@ -61,8 +64,10 @@ def _round(proxy: Mitmdump, session: requests.Session, method: str, url: str, co
         side.latencies.append(time.perf_counter() - start)
         if response.status_code != 200:
             raise RuntimeError(f"{url}: HTTP {response.status_code} through port {proxy.port}")
-    side.cpu += proxy.cpu_seconds() - before
+    spent = proxy.cpu_seconds() - before
+    side.cpu += spent
     side.requests += count
+    side.rounds.append(spent / count * 1000)
 
 
 def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
@@ -88,16 +93,13 @@ def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
                 sides = (Side(), Side())
                 sessions = []
                 for proxy in (bare, guard):
-                    session = requests.Session()
-                    session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would beat .verify
-                    session.proxies = {"https": f"http://127.0.0.1:{proxy.port}"}
-                    session.verify = str(folder / f"conf-{'bare' if proxy is bare else 'guard'}" /
-                                         "mitmproxy-ca-cert.pem")
+                    session = _session(proxy, folder / f"conf-{'bare' if proxy is bare else 'guard'}")
                     sessions.append(session)
                     _round(proxy, session, method, url, 30, Side())  # warm-up: TLS, caches, imports
-                for _ in range(rounds):
-                    for index, proxy in enumerate((bare, guard)):
-                        _round(proxy, sessions[index], method, url, per_round, sides[index])
+                for number in range(rounds):  # A B, then B A: drift in machine load cancels out
+                    order = (0, 1) if number % 2 == 0 else (1, 0)
+                    for index in order:
+                        _round((bare, guard)[index], sessions[index], method, url, per_round, sides[index])
                 results[workload] = sides
         finally:
             bare.stop()
@@ -106,31 +108,47 @@ def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
     return results
 
 
-def rss_growth(flows: int = 10_000) -> tuple[int, int]:
-    """(RSS KiB after warm-up, RSS KiB after `flows` more judged discovery flows) for the guard."""
+def rss_growth(flows: int = 10_000, warm_up: int = 1000, clients: int = 4) -> tuple[int, int, int]:
+    """RSS KiB of the guard's mitmdump at start, after `warm_up` judged POX flows, and after
+    `flows` more (caches fill during warm-up; what grows after it would be a leak). `clients`
+    keep-alive sessions send in parallel: each POX POST waits out a delayed ACK (~45 ms)."""
     urllib3.disable_warnings()
+    url = WORKLOADS["POX POST (discovery)"][1]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ca, leaf, key = make_ca(folder, ["autodiscover.contoso.com"])
         upstream = Upstream(leaf, key, {"/autodiscover/autodiscover.xml": (
             "text/xml", (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())})
         guard = start_mitmdump(folder, ca, upstream.port, guard=True, name="guard")
+        start = guard.rss_kib()
         try:
-            session = requests.Session()
-            session.trust_env = False
-            session.proxies = {"https": f"http://127.0.0.1:{guard.port}"}
-            session.verify = str(folder / "conf-guard" / "mitmproxy-ca-cert.pem")
-            side = Side()
-            _round(guard, session, "post", WORKLOADS["POX POST (discovery)"][1], 1000, side)
-            before = guard.rss_kib()
-            _round(guard, session, "post", WORKLOADS["POX POST (discovery)"][1], flows, side)
-            return before, guard.rss_kib()
+            sessions = [_session(guard, folder / "conf-guard") for _ in range(clients)]
+
+            def send(total: int) -> None:
+                with ThreadPoolExecutor(clients) as pool:  # list(): re-raise a failed request here
+                    list(pool.map(lambda s: _round(guard, s, "post", url, total // clients, Side()), sessions))
+
+            send(warm_up)
+            warm = guard.rss_kib()
+            send(flows)
+            return start, warm, guard.rss_kib()
         finally:
             guard.stop()
             upstream.close()
 
 
+def _session(proxy: Mitmdump, confdir: Path) -> requests.Session:
+    """A keep-alive client session through `proxy`, trusting its CA."""
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would beat .verify
+    session.proxies = {"https": f"http://127.0.0.1:{proxy.port}"}
+    session.verify = str(confdir / "mitmproxy-ca-cert.pem")
+    return session
+
+
 def median_ratio(guard: Side, bare: Side) -> float:
-    """guard/bare CPU per request."""
-    return guard.cpu_ms_per_request() / bare.cpu_ms_per_request() if bare.cpu_ms_per_request() else float("nan")
+    """guard/bare CPU per request: the median of the per-round ratios, so one noisy round (another
+    process taking the core) moves it less than it moves the totals."""
+    ratios = [g / b for g, b in zip(guard.rounds, bare.rounds, strict=True) if b > 0]
+    return statistics.median(ratios) if ratios else float("nan")
 

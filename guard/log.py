@@ -23,6 +23,7 @@ import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TextIO
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -45,8 +46,12 @@ SECRET_KEYS = frozenset({
 _ADDRESS = re.compile(r"[^/?#&=@\s]+@")
 
 
+@lru_cache(maxsize=1024)
 def hash_local_part(local: str) -> str:
-    """Keyed, truncated hash of an address's local part (case-folded: mail systems ignore case)."""
+    """Keyed, truncated hash of an address's local part (case-folded: mail systems ignore case).
+
+    Memoised, like `scrub_url`: a client repeats its discovery, so the same values recur.
+    """
     return hmac.new(_KEY, local.casefold().encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
@@ -59,6 +64,7 @@ def _scrub_value(key: str, value: str) -> str:
     return REDACTED if key.lower() in SECRET_KEYS else quote(redact_addresses(value), safe="@/")
 
 
+@lru_cache(maxsize=1024)
 def scrub_url(url: str) -> str:
     """The URL without userinfo, fragment, secret query values or addresses anywhere."""
     try:

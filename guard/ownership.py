@@ -66,6 +66,7 @@ class Trust:
     _any_user: set[int] = field(default_factory=set)
     _by_host: dict[str, set[int]] = field(default_factory=dict)
     _by_mx: dict[str, set[int]] = field(default_factory=dict)
+    _evidence: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     @classmethod
     def build(cls, entries: Iterable[TrustEntry]) -> Trust:
@@ -79,6 +80,7 @@ class Trust:
         """Index one more entry."""
         index = len(self.entries)
         self.entries.append(entry)
+        self._evidence.clear()
         for pattern in entry.domains:
             if pattern == "*":
                 self._any_user.add(index)
@@ -123,6 +125,18 @@ class Trust:
             return None
         return self.entries[min(common, key=lambda i: (self.entries[i].weak, i))]
 
+    def evidence(self, user_domain: str, host: str) -> str | None:
+        """`owner_evidence`, remembered per (user domain, host): answers repeat hosts, gateways repeat users."""
+        key = (user_domain, host)
+        try:
+            return self._evidence[key]
+        except KeyError:
+            pass
+        found = _evidence(user_domain, host, self)
+        if len(self._evidence) >= EVIDENCE_SLOTS:  # bounded: forget everything rather than grow
+            self._evidence.clear()
+        self._evidence[key] = found
+        return found
 
     def vouch_mx(self, mx_host: str, host: str) -> TrustEntry | None:
         """The first entry whose `mx` lists the MX host (or a parent of it) and whose `hosts` list `host`."""
@@ -132,8 +146,14 @@ class Trust:
         return self.entries[min(common)] if common else None
 
 
+EVIDENCE_SLOTS = 16384
+
 def owner_evidence(user_domain: str, host: str, trust: Trust) -> str | None:
     """Why `host` may serve `user_domain`, or None when nothing says so."""
+    return trust.evidence(user_domain, host)
+
+
+def _evidence(user_domain: str, host: str, trust: Trust) -> str | None:
     user_rd = registrable(user_domain)
     if user_rd and registrable(host) == user_rd:
         return f"same registrable domain {user_rd}"

@@ -71,8 +71,12 @@ NON_GLOBAL_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
+@lru_cache(maxsize=16384)
 def reserved_name(host: str) -> tuple[str, str] | None:
-    """`(matched name, source)` when `host` (normalised A-labels) is under a reserved name."""
+    """`(matched name, source)` when `host` (normalised A-labels) is under a reserved name.
+
+    Memoised: every suggestion asks, and answers name the same few hosts over and over.
+    """
     labels = host.split(".")
     for i in range(len(labels)):
         suffix = ".".join(labels[i:])

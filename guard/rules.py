@@ -6,7 +6,7 @@ Reserved names and IP ranges come first and are never excused by ownership evide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from guard.model import Finding, Role, Suggestion, Transport
 from guard.names import Target, User, skeleton, to_unicode
@@ -29,9 +29,8 @@ REDIRECT_LIMIT = "redirect-limit"
 CONFIG_CHANGED = "config-changed"
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """One suggestion, where it really leads, and for whom."""
+class Subject(NamedTuple):
+    """One suggestion, where it really leads, and for whom (a NamedTuple: one is built per suggestion)."""
 
     suggestion: Suggestion
     target: Target

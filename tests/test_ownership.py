@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from guard.ownership import Trust, TrustEntry, owner_evidence, public_suffix, registrable
+from guard.ownership import EVIDENCE_SLOTS, Trust, TrustEntry, owner_evidence, public_suffix, registrable
 
 
 def test_registrable_domain_uses_the_bundled_public_suffix_list() -> None:
@@ -81,3 +81,18 @@ def test_lookup_cost_does_not_grow_with_the_number_of_entries() -> None:
     cost(small)
     # generous bound: a scan over 10,000 entries would be ~1000x slower, a hash lookup ~1x
     assert cost(large) < cost(small) * 5 + 0.05
+
+
+def test_remembered_evidence_is_forgotten_when_an_entry_is_added() -> None:
+    trust = _trust()
+    assert owner_evidence("fabrikam.com", "imap.newhost.example", trust) is None  # now remembered
+    trust.add(TrustEntry("New", "test", ("fabrikam.com",), ("newhost.example",)))
+    assert owner_evidence("fabrikam.com", "imap.newhost.example", trust) == "New (test)"
+
+
+def test_remembered_evidence_stays_bounded() -> None:
+    trust = _trust()
+    for i in range(EVIDENCE_SLOTS + 10):
+        assert owner_evidence(f"u{i}.example", "imap.office365.com", trust) is None
+    assert owner_evidence("hotmail.de", "imap.office365.com", trust) == "Outlook.com (test)"
+    assert len(trust._evidence) <= EVIDENCE_SLOTS
