@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.flow import Error as FlowError
 from mitmproxy.test import taddons, tflow
 
@@ -133,6 +134,16 @@ def test_an_invalid_policy_is_refused_with_file_and_line(guard: Guard, tmp_path:
     with pytest.raises(exceptions.OptionsError, match=r"bad\.yaml:3:"):
         guard.configure(guard_policy=str(bad))
     assert guard.addon.policy is not None and guard.addon.policy.path.endswith("default.yaml")
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "1048576"), ("5m", "5m")])
+def test_mitmproxys_body_limit_defaults_to_the_policys_wire_cap(given: str | None, kept: str) -> None:
+    """A bare `mitmdump -s` would otherwise buffer a never-ending chunked answer without limit."""
+    addon = AutodiscoverGuard()
+    with taddons.context(addon, Proxyserver()) as tctx:
+        tctx.options.update(body_size_limit=given)
+        addon.configure(set(tctx.options.keys()))
+        assert tctx.options.body_size_limit == kept
 
 
 def test_the_script_shim_exposes_one_guard_addon() -> None:
