@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from tests.conftest import FIXTURES, ROOT
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import GuardProxy, run_mitmdump_to_exit
+from tests.e2e.support.secrets import PASSWORD, basic
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,6 @@ AUTODETECT = "https://prod.autodetect.outlook.cloud.microsoft/autodetect/detect"
 POX_PATH = "/autodiscover/autodiscover.xml"
 XML = {"content-type": "text/xml; charset=utf-8"}
 JSON = {"content-type": "application/json; charset=utf-8"}
-PASSWORD = "Tr0ub4dor&3-never-logged"
 
 
 def fixture(name: str) -> bytes:
@@ -172,7 +171,7 @@ def test_credentials_for_autodiscover_under_a_public_suffix_never_leave(enforcin
     assert (line["rules"], line["status"]) == (["discovery-tld"], None)
     assert upstream.requests_for("autodiscover.com.br") == []
     assert upstream.connections_for("autodiscover.com.br") == 0  # lazy connect: not even a TLS handshake
-    token = base64.b64encode(f"user@example.com.br:{PASSWORD}".encode()).decode()
+    token = basic("user@example.com.br").split()[1]  # what curl -u sent
     written = enforcing.log_path.read_text() + "\n".join(enforcing.output)
     assert PASSWORD not in written and token not in written and "Basic " not in written
 

@@ -35,6 +35,7 @@ from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.procstat import memory_kib
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.raw import RawAnswer, repeat
+from tests.e2e.support.secrets import SWEEP, basic
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +47,7 @@ MB60 = 60 * 1000 * 1000
 PEAK_GROWTH_KIB = 64 * 1024  # measured: see docs/security.md
 BENIGN = (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()
 SEED = (FIXTURES / "pox__seed_example_com.xml").read_bytes()
+CREDENTIALS = XML | {"authorization": basic("alice@contoso.com")}  # the user's own host: forwarded
 AUTODISCOVER_NS = b'xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"'
 
 
@@ -150,7 +152,7 @@ def start_peak(proxy: GuardProxy) -> int:
 
 def benign(proxy: GuardProxy) -> requests.Response:
     response = proxy.session().post(f"https://autodiscover.contoso.com{POX_PATH}",
-                                    data=pox_request("alice@contoso.com"), headers=XML, timeout=20)
+                                    data=pox_request("alice@contoso.com"), headers=CREDENTIALS, timeout=20)
     assert response.status_code == 200 and response.content == BENIGN
     return response
 
@@ -165,7 +167,7 @@ class Outcome:
 def hostile(proxy: GuardProxy, case: str) -> Outcome:
     try:
         response = proxy.session().post(f"https://{_host(case)}{POX_PATH}", data=pox_request("alice@contoso.com"),
-                                        headers=XML, timeout=20)
+                                        headers=CREDENTIALS, timeout=20)
         return Outcome(response, None, time.monotonic())
     except requests.RequestException as exc:
         return Outcome(None, exc, time.monotonic())
@@ -240,6 +242,7 @@ def test_the_cli_refuses_the_same_documents(tmp_path: Path) -> None:
     began = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "guard.cli", "check", "--email", "alice@contoso.com", "--json",
                              *map(str, files)], capture_output=True, text=True, timeout=60, check=False)
+    SWEEP.watch_text("autodiscover-guard check", result.stdout + result.stderr)
     assert result.returncode == 1, result.stderr
     verdicts = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(verdicts) == len(files)

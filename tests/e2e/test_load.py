@@ -8,7 +8,8 @@ run are in docs/security.md).
 The clients are real `curl` processes (one per client, each fetching its share of URLs over one
 proxy connection per host, as a mail client re-using its connection would), so the test process
 only runs the upstream. Half the answers are honest (allowed), half are the January 2026
-incident's (blocked). Every URL carries a marker (`?n=<client>-<i>`, kept in the log's scrubbed
+incident's (blocked); every request carries the test bearer token (to the user's own host, so it
+is forwarded) for the secrets sweep. Every URL carries a marker (`?n=<client>-<i>`, kept in the log's scrubbed
 URL), so each judged flow can be found in the decision log exactly once; every line must parse
 as JSON (no interleaved or torn lines). Afterwards mitmdump must still run, hold no more file
 descriptors than `FD_SLACK` above its idle count, and have grown by less than `RSS_GROWTH_KIB`.
@@ -29,6 +30,7 @@ from tests.conftest import FIXTURES
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.procstat import memory_kib, open_fds
 from tests.e2e.support.proxy import GuardProxy
+from tests.e2e.support.secrets import bearer
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +76,8 @@ def test_many_flows_from_twenty_keep_alive_clients_are_each_logged_once(proxy: G
     began = time.monotonic()
     clients = [
         subprocess.Popen(["curl", "-sS", "--noproxy", "", "-x", proxy.url, "--cacert", str(proxy.ca_bundle),
-                          "-w", "%{http_code}\n", "-K", str(_client_config(tmp_path, c, per_client))],
+                          "-H", f"authorization: {bearer()}", "-w", "%{http_code}\n",
+                          "-K", str(_client_config(tmp_path, c, per_client))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for c in range(CLIENTS)
     ]

@@ -20,6 +20,7 @@ from tests.conftest import FIXTURES
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.raw import RawAnswer, repeat
+from tests.e2e.support.secrets import bearer
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +58,8 @@ def ask(proxy: GuardProxy, url: str) -> tuple[requests.Response | Exception, flo
     began = time.monotonic()
     try:
         result: requests.Response | Exception = proxy.session().post(
-            url, data=b"<Autodiscover/>", headers=XML | {"X-Email": "alice@contoso.com"}, timeout=CLIENT_TIMEOUT)
+            url, data=b"<Autodiscover/>", headers=XML | {"X-Email": "alice@contoso.com", "authorization": bearer()},
+            timeout=CLIENT_TIMEOUT)
     except requests.RequestException as exc:
         result = exc
     return result, time.monotonic() - began
