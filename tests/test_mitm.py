@@ -679,9 +679,19 @@ def test_a_valid_policy_change_swaps_in(guard: Guard, tmp_path: Path) -> None:
     assert flow.metadata["guard.action"] == "warn"
 
 
-@pytest.mark.parametrize("breakage", ["invalid", "half-written", "deleted"])
+ALIAS_BOMB = "".join(f"b{i}: &b{i} [" + ", ".join([f"*b{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+
+
+@pytest.mark.parametrize(("breakage", "reason"), [
+    ("invalid", "expected one of"),
+    ("half-written", ""),
+    ("deleted", "cannot read policy"),
+    ("alias-bomb", "aliases"),
+    ("duplicate-key", "duplicate key 'rules'"),
+    ("unknown-key", "unknown key 'rulez'"),
+])
 def test_a_broken_policy_change_is_rejected_and_the_old_one_stays(guard: Guard, tmp_path: Path,
-                                                                   breakage: str) -> None:
+                                                                   breakage: str, reason: str) -> None:
     path = policy_copy(tmp_path)
     guard.configure(guard_policy=str(path))
     before = guard.addon.policy
@@ -690,13 +700,19 @@ def test_a_broken_policy_change_is_rejected_and_the_old_one_stays(guard: Guard, 
         path.write_text(text.replace("foreign-host: rewrite", "foreign-host: rewrit"))
     elif breakage == "half-written":
         path.write_text(text[: text.index("rules:") + 30])
-    else:
+    elif breakage == "deleted":
         path.unlink()
+    elif breakage == "alias-bomb":
+        path.write_text(text + "x: &b0 [a, a, a, a, a, a, a, a, a]\n" + ALIAS_BOMB)
+    elif breakage == "duplicate-key":
+        path.write_text(text + "rules: {}\n")
+    else:
+        path.write_text(text + "rulez: {}\n")
     settle(guard)
     assert guard.addon.policy is before
     rejected = guard.lines("policy_rejected")
-    assert len(rejected) == 1 and str(path) in str(rejected[0]["reason"])
-    if breakage == "invalid":
+    assert len(rejected) == 1 and str(path) in str(rejected[0]["reason"]) and reason in str(rejected[0]["reason"])
+    if breakage not in ("half-written", "deleted"):
         assert f"{path}:" in str(rejected[0]["reason"])  # file:line:column
     settle(guard)
     assert len(guard.lines("policy_rejected")) == 1  # reported once, not every second
