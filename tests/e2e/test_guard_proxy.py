@@ -257,11 +257,14 @@ def test_policy_changes_are_picked_up_and_broken_ones_rejected(guard_proxy: Prox
     assert line["action"] == "warn" and line["policy_revision"] == loaded[0]["revision"]
 
 
-def test_an_unwritable_decision_log_does_not_stop_enforcement(guard_proxy: ProxyFactory) -> None:
-    proxy = guard_proxy(log=Path("/dev/full"))
+@pytest.mark.parametrize("where", ["/dev/full", "missing-folder/decisions.jsonl"])
+def test_an_unwritable_decision_log_does_not_stop_enforcement(guard_proxy: ProxyFactory, tmp_path: Path,
+                                                               where: str) -> None:
+    proxy = guard_proxy(log=tmp_path / where)  # an absolute `where` replaces tmp_path
     response = seed_autodetect(proxy)
     assert response.status_code == 404
     proxy.wait_for(lambda: any("cannot write the decision log" in line for line in proxy.output),
                    what="the warning")
-    seed_autodetect(proxy)
+    assert seed_autodetect(proxy).status_code == 404
     assert sum("cannot write the decision log" in line for line in proxy.output) == 1
+    assert proxy.process.poll() is None
