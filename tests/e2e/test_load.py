@@ -12,7 +12,8 @@ incident's (blocked); every request carries the test bearer token (to the user's
 is forwarded) for the secrets sweep. Every URL carries a marker (`?n=<client>-<i>`, kept in the log's scrubbed
 URL), so each judged flow can be found in the decision log exactly once; every line must parse
 as JSON (no interleaved or torn lines). Afterwards mitmdump must still run, hold no more file
-descriptors than `FD_SLACK` above its idle count, and have grown by less than `RSS_GROWTH_KIB`.
+descriptors than `FD_SLACK` above its idle count (and never more than four per client meanwhile),
+and have grown by less than `RSS_GROWTH_KIB`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ pytestmark = pytest.mark.e2e
 FLOWS = int(os.environ.get("LOAD_FLOWS", "2000"))
 CLIENTS = 20
 FD_SLACK = 16
-RSS_GROWTH_KIB = 192 * 1024  # measured +123 MiB after 2,000 flows; a bare mitmdump grows alike (+53 MiB / 2,000)
+# mitmproxy holds ~60 KB per flow until the keep-alive connection closes, and the allocator keeps
+# the pages: measured +123 MiB for 2,000 flows (100 per connection) with the guard, +126 MiB for a
+# bare mitmdump, and a bare mitmdump's next rounds levelling off (+48, then +2 MiB). So the bound
+# scales with flows per connection, not with the total.
+RSS_GROWTH_KIB = (64 + 3 * (FLOWS // CLIENTS) // 2) * 1024
 BOUND_SECONDS = max(90, FLOWS // 20)  # the clients' run, at >= 20 flows/s
 PATH = "/mail/config-v1.1.xml"
 GOOD = ("autoconfig.northwind-traders.co.uk", "alice@northwind-traders.co.uk")
