@@ -1,7 +1,8 @@
 """Load: `FLOWS` discovery flows from `CLIENTS` concurrent keep-alive clients through one guard mitmdump.
 
 `FLOWS` is 2,000 in the suite: on the shared 2-core CI machine mitmdump itself serves only
-~40-80 flows/s (the guard adds ~1 ms of that), so the issue's 10,000 take 2-4 minutes. Run them
+~35-40 flows/s (a bare mitmdump alike; the guard adds ~1 ms a flow), so the issue's 10,000 take
+4-5 minutes. Run them
 with `LOAD_FLOWS=10000 .venv/bin/python -m pytest tests/e2e/test_load.py -s` (figures of such a
 run are in docs/security.md).
 
@@ -44,7 +45,7 @@ FD_SLACK = 16
 # bare mitmdump, and a bare mitmdump's next rounds levelling off (+48, then +2 MiB). So the bound
 # scales with flows per connection, not with the total.
 RSS_GROWTH_KIB = (64 + 3 * (FLOWS // CLIENTS) // 2) * 1024
-BOUND_SECONDS = max(90, FLOWS // 20)  # the clients' run, at >= 20 flows/s
+BOUND_SECONDS = max(120, FLOWS // 10)  # the clients' run, at >= 10 flows/s (a busy shared machine)
 PATH = "/mail/config-v1.1.xml"
 GOOD = ("autoconfig.northwind-traders.co.uk", "alice@northwind-traders.co.uk")
 BAD = ("autoconfig.example.com", "email@example.com")
