@@ -23,6 +23,12 @@ settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def examples(usual: int) -> int:
+    """`max_examples` for a property that wants more than the default profile: `usual`, or the
+    loaded profile's count when that is higher (`make fuzz`)."""
+    return max(usual, settings.default.max_examples)
+
+
 @dataclass(frozen=True)
 class IndexedFixture:
     """One row of tests/fixtures/INDEX.md."""
