@@ -51,9 +51,13 @@ typecheck: venv
 bench: venv
 	$(BIN)/python -m bench
 
-## fuzz: a longer hypothesis run over every parser and the normaliser
+## fuzz: a longer hypothesis run (FUZZ_EXAMPLES per property, default 20000) over every parser, the
+## decoder, the log scrubber and the normaliser; prints examples and time per property, then a summary
+FUZZ_EXAMPLES ?= 20000
+FUZZ_TESTS := tests/test_fuzz.py tests/formats tests/test_names.py tests/test_decode.py tests/test_log.py
 fuzz: venv
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest $(FUZZ_TESTS) \
+	    -p no:cacheprovider -q --timeout 3600 --hypothesis-show-statistics
 
 clean:
 	rm -rf $(VENV) $(VENV312) .pytest_cache .mypy_cache .ruff_cache .hypothesis

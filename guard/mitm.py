@@ -469,6 +469,9 @@ class AutodiscoverGuard:
             self.log = DecisionLog(options.guard_log)
         if policy is not None:
             self._install(policy)
+        if "body_size_limit" in options and options.body_size_limit is None:
+            # as `run` does: without it mitmproxy buffers a chunked answer without end (research §1.4)
+            options.update(body_size_limit=str(self._caps(self._policy())[0]))  # type: ignore[no-untyped-call]
 
     def running(self) -> None:
         """Say what is in force (unknown `--set` names are silently ignored) and start the ticker."""

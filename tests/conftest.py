@@ -20,9 +20,15 @@ SHARED = ROOT.parent / "shared"
 
 settings.register_profile("default", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=20_000, deadline=None,
+settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")), deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def examples(usual: int) -> int:
+    """`max_examples` for a property that wants more than the default profile: `usual`, or the
+    loaded profile's count when that is higher (`make fuzz`)."""
+    return max(usual, settings.default.max_examples)
 
 
 @dataclass(frozen=True)

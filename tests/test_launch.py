@@ -39,6 +39,13 @@ def test_each_mode_sets_its_listen_address_console_and_mode(tmp_path: Path, mode
     assert argv.count("--allow-hosts") == len(allow_host_patterns(policy))
 
 
+def test_a_new_confdir_holding_the_ca_key_is_private_to_its_owner(tmp_path: Path) -> None:
+    confdir = tmp_path / "home" / ".autodiscover-guard"
+    mitmdump_argv(_args(confdir=str(confdir)), ROOT / "policies" / "default.yaml",
+                  load_policy(ROOT / "policies" / "default.yaml"))
+    assert confdir.stat().st_mode & 0o777 == 0o700
+
+
 def test_extra_mitmdump_arguments_are_passed_through(tmp_path: Path) -> None:
     policy = load_policy(ROOT / "policies" / "default.yaml")
     argv = mitmdump_argv(_args(confdir=str(tmp_path), mitmdump_args=["--set", "x=1"], listen="127.0.0.1:9999"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.flow import Error as FlowError
 from mitmproxy.test import taddons, tflow
 
@@ -133,6 +134,16 @@ def test_an_invalid_policy_is_refused_with_file_and_line(guard: Guard, tmp_path:
     with pytest.raises(exceptions.OptionsError, match=r"bad\.yaml:3:"):
         guard.configure(guard_policy=str(bad))
     assert guard.addon.policy is not None and guard.addon.policy.path.endswith("default.yaml")
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "1048576"), ("5m", "5m")])
+def test_mitmproxys_body_limit_defaults_to_the_policys_wire_cap(given: str | None, kept: str) -> None:
+    """A bare `mitmdump -s` would otherwise buffer a never-ending chunked answer without limit."""
+    addon = AutodiscoverGuard()
+    with taddons.context(addon, Proxyserver()) as tctx:
+        tctx.options.update(body_size_limit=given)
+        addon.configure(set(tctx.options.keys()))
+        assert tctx.options.body_size_limit == kept
 
 
 def test_the_script_shim_exposes_one_guard_addon() -> None:
@@ -685,9 +696,19 @@ def test_a_valid_policy_change_swaps_in(guard: Guard, tmp_path: Path) -> None:
     assert flow.metadata["guard.action"] == "warn"
 
 
-@pytest.mark.parametrize("breakage", ["invalid", "half-written", "deleted"])
+ALIAS_BOMB = "".join(f"b{i}: &b{i} [" + ", ".join([f"*b{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+
+
+@pytest.mark.parametrize(("breakage", "reason"), [
+    ("invalid", "expected one of"),
+    ("half-written", ""),
+    ("deleted", "cannot read policy"),
+    ("alias-bomb", "aliases"),
+    ("duplicate-key", "duplicate key 'rules'"),
+    ("unknown-key", "unknown key 'rulez'"),
+])
 def test_a_broken_policy_change_is_rejected_and_the_old_one_stays(guard: Guard, tmp_path: Path,
-                                                                   breakage: str) -> None:
+                                                                   breakage: str, reason: str) -> None:
     path = policy_copy(tmp_path)
     guard.configure(guard_policy=str(path))
     before = guard.addon.policy
@@ -696,13 +717,19 @@ def test_a_broken_policy_change_is_rejected_and_the_old_one_stays(guard: Guard, 
         path.write_text(text.replace("foreign-host: rewrite", "foreign-host: rewrit"))
     elif breakage == "half-written":
         path.write_text(text[: text.index("rules:") + 30])
-    else:
+    elif breakage == "deleted":
         path.unlink()
+    elif breakage == "alias-bomb":
+        path.write_text(text + "x: &b0 [a, a, a, a, a, a, a, a, a]\n" + ALIAS_BOMB)
+    elif breakage == "duplicate-key":
+        path.write_text(text + "rules: {}\n")
+    else:
+        path.write_text(text + "rulez: {}\n")
     settle(guard)
     assert guard.addon.policy is before
     rejected = guard.lines("policy_rejected")
-    assert len(rejected) == 1 and str(path) in str(rejected[0]["reason"])
-    if breakage == "invalid":
+    assert len(rejected) == 1 and str(path) in str(rejected[0]["reason"]) and reason in str(rejected[0]["reason"])
+    if breakage not in ("half-written", "deleted"):
         assert f"{path}:" in str(rejected[0]["reason"])  # file:line:column
     settle(guard)
     assert len(guard.lines("policy_rejected")) == 1  # reported once, not every second

@@ -41,6 +41,10 @@ decision log), ``.last_decision(count_before)``, ``.wait_for(condition)``, ``.me
 ``wait_until_running(proxy)`` waits for any guard process (e.g. one started by the CLI's ``run``).
 ``support/dnsserver.py`` is a small DNS server (A and SRV) for clients that resolve names themselves.
 
+Secrets: send credentials only from :mod:`tests.e2e.support.secrets` (``PASSWORD``,
+``basic(user)``, ``bearer()``). Every proxy's work folder and output is registered with its
+``SWEEP``; when the session ends, ``secrets_sweep`` fails the run if any of them holds one.
+
 Mark test modules ``pytestmark = pytest.mark.e2e`` so ``make test-fast`` (``-m "not e2e"``) skips them.
 Every proxy runs with ``--set confdir=<tmp>``, ``connection_strategy=lazy``, ``flow_detail=0`` and
 ``ssl_verify_upstream_trusted_ca=<origin CA>``, as research/mitmproxy.md §4.2 recommends.
@@ -58,9 +62,19 @@ import pytest
 from tests.conftest import ROOT
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import LIKE_RUN, GuardProxy, start_guard_proxy
+from tests.e2e.support.secrets import SWEEP
 from tests.e2e.support.upstream import Upstream
 
 ProxyFactory = Callable[..., GuardProxy]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_sweep() -> Iterator[None]:
+    """Set up first, so torn down last: after every proxy has stopped and flushed its log."""
+    yield
+    leaks = SWEEP.leaks()
+    if leaks:
+        pytest.fail("test credentials were written:\n" + "\n".join(leaks), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +126,9 @@ class _Factory:
         proxy = start_guard_proxy(self.pki, self.upstream, workdir, policy=policy, mode=mode,
                                   allow_hosts=allow_hosts, options=options, extra_args=extra_args, log=log)
         self.started.append(proxy)
+        SWEEP.watch_path(workdir)
+        SWEEP.watch_path(proxy.log_path)  # when given outside the work folder
+        SWEEP.watch_text(f"mitmdump output ({workdir.name})", lambda: "\n".join(proxy.output))
         return proxy
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from tests.conftest import FIXTURES, ROOT
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import GuardProxy, run_mitmdump_to_exit
+from tests.e2e.support.secrets import PASSWORD, basic
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,6 @@ AUTODETECT = "https://prod.autodetect.outlook.cloud.microsoft/autodetect/detect"
 POX_PATH = "/autodiscover/autodiscover.xml"
 XML = {"content-type": "text/xml; charset=utf-8"}
 JSON = {"content-type": "application/json; charset=utf-8"}
-PASSWORD = "Tr0ub4dor&3-never-logged"
 
 
 def fixture(name: str) -> bytes:
@@ -172,7 +171,7 @@ def test_credentials_for_autodiscover_under_a_public_suffix_never_leave(enforcin
     assert (line["rules"], line["status"]) == (["discovery-tld"], None)
     assert upstream.requests_for("autodiscover.com.br") == []
     assert upstream.connections_for("autodiscover.com.br") == 0  # lazy connect: not even a TLS handshake
-    token = base64.b64encode(f"user@example.com.br:{PASSWORD}".encode()).decode()
+    token = basic("user@example.com.br").split()[1]  # what curl -u sent
     written = enforcing.log_path.read_text() + "\n".join(enforcing.output)
     assert PASSWORD not in written and token not in written and "Basic " not in written
 
@@ -258,11 +257,14 @@ def test_policy_changes_are_picked_up_and_broken_ones_rejected(guard_proxy: Prox
     assert line["action"] == "warn" and line["policy_revision"] == loaded[0]["revision"]
 
 
-def test_an_unwritable_decision_log_does_not_stop_enforcement(guard_proxy: ProxyFactory) -> None:
-    proxy = guard_proxy(log=Path("/dev/full"))
+@pytest.mark.parametrize("where", ["/dev/full", "missing-folder/decisions.jsonl"])
+def test_an_unwritable_decision_log_does_not_stop_enforcement(guard_proxy: ProxyFactory, tmp_path: Path,
+                                                               where: str) -> None:
+    proxy = guard_proxy(log=tmp_path / where)  # an absolute `where` replaces tmp_path
     response = seed_autodetect(proxy)
     assert response.status_code == 404
     proxy.wait_for(lambda: any("cannot write the decision log" in line for line in proxy.output),
                    what="the warning")
-    seed_autodetect(proxy)
+    assert seed_autodetect(proxy).status_code == 404
     assert sum("cannot write the decision log" in line for line in proxy.output) == 1
+    assert proxy.process.poll() is None

@@ -11,6 +11,7 @@ from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats import adv2, sniff_body
 from guard.formats._json import MAX_JSON_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import FIXTURES, fixture_bodies, mutated
 
 SUCCESS = {
@@ -155,7 +156,7 @@ def test_an_oversized_body_is_refused() -> None:
         adv2.parse(body)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated(fixture_bodies("adv2")))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

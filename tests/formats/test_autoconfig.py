@@ -12,6 +12,7 @@ from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats import autoconfig, sniff_body
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -351,7 +352,7 @@ def test_every_ispdb_file_parses_and_yields_suggestions(path: Path) -> None:
     assert any(s.role is Role.SMTP for s in parsed.suggestions)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated([p.read_bytes() for p in sorted(FIXTURES.glob("autoconfig__*.xml"))]))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

@@ -16,6 +16,7 @@ from guard.formats._json import MAX_JSON_BYTES
 from guard.model import Action, Role, Suggestion, Transport, ValueKind
 from guard.names import User
 from guard.policy import Policy
+from tests.conftest import examples
 from tests.formats._json_fuzz import FIXTURES, fixture_bodies, mutated
 
 IMAP, SMTP, TLS = Role.IMAP, Role.SMTP, Transport.TLS
@@ -259,7 +260,7 @@ def test_an_oversized_body_is_refused() -> None:
         autodetect.parse(SEED[:-2] + b" " * MAX_JSON_BYTES + b"}")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated(fixture_bodies("autodetect")))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats._json import MAX_DEPTH, MAX_JSON_BYTES, as_obj, expect, find_key, load_json, optional
+from tests.conftest import examples
 from tests.formats._json_fuzz import FIXTURES, fixture_bodies, mutated
 
 ALL_JSON = fixture_bodies("adv2") + fixture_bodies("autodetect") + fixture_bodies("srv")
@@ -163,14 +164,14 @@ def test_as_obj_refuses_non_objects() -> None:
         as_obj("x", "protocols[0]")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated(ALL_JSON))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     with contextlib.suppress(UntrustedInputError):
         load_json(body)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_raise_only_untrusted_input_errors(body: bytes) -> None:
     with contextlib.suppress(UntrustedInputError):

@@ -17,6 +17,7 @@ from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats import mobileconfig, sniff_body
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -305,7 +306,7 @@ BODIES = [p.read_bytes() for p in sorted(FIXTURES.glob("mobileconfig__*.xml"))] 
     SIGNED, _profile(MAIL_POP, CALDAV, CARDDAV, EWS, EAS, LDAP, CERT)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated(BODIES))
 def test_mutated_profiles_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

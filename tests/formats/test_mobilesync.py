@@ -12,6 +12,7 @@ from guard.formats import mobilesync, sniff_body
 from guard.formats._exchange import BASE_NS, MOBILESYNC_NS, OUTLOOK_NS
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -239,7 +240,7 @@ def test_an_oversized_body_is_refused() -> None:
         mobilesync.parse(_doc(_settings(SYNC) + "<!--" + "x" * MAX_XML_BYTES + "-->"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated([p.read_bytes() for p in sorted(FIXTURES.glob("mobilesync__*.xml"))]))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

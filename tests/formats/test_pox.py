@@ -13,6 +13,7 @@ from guard.formats import pox, sniff_body
 from guard.formats._exchange import BASE_NS, MOBILESYNC_NS, OUTLOOK_NS
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -425,7 +426,7 @@ def test_an_oversized_body_is_refused() -> None:
         pox.parse(_doc(IMAP + "<!--" + "x" * MAX_XML_BYTES + "-->"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated([p.read_bytes() for p in sorted(FIXTURES.glob("pox__*.xml"))]))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

@@ -19,6 +19,7 @@ from guard.formats import sniff_body, soap
 from guard.formats._exchange import SOAP_NS, SVC_NS
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -383,7 +384,7 @@ def test_an_oversized_body_is_refused() -> None:
         soap.parse(_doc(EWS_URL + "<!--" + "x" * MAX_XML_BYTES + "-->"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated([p.read_bytes() for p in sorted(FIXTURES.glob("soap__*.xml"))]))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

@@ -12,6 +12,7 @@ from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats import sniff_body, srv
 from guard.formats._json import MAX_JSON_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
+from tests.conftest import examples
 from tests.formats._json_fuzz import FIXTURES, fixture_bodies, mutated
 
 EXPECTED = {
@@ -197,7 +198,7 @@ def test_an_oversized_body_is_refused() -> None:
         srv.parse(_doh(Comment="x" * MAX_JSON_BYTES))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(mutated(fixture_bodies("srv")))
 def test_mutated_fixtures_raise_only_untrusted_input_errors(body: bytes) -> None:
     try:

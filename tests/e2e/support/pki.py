@@ -93,12 +93,15 @@ class TestPKI:
         """(cert file, key file) of an origin leaf for `name`, issued once."""
         with self._lock:
             if name not in self._leaves:
-                cert, key = self.origin.issue(name)
-                stem = self.folder / f"leaf-{len(self._leaves)}"
-                stem.with_suffix(".crt").write_bytes(cert)
-                stem.with_suffix(".key").write_bytes(key)
-                self._leaves[name] = (stem.with_suffix(".crt"), stem.with_suffix(".key"))
+                self._leaves[name] = self.write_leaf(f"leaf-{len(self._leaves)}", *self.origin.issue(name))
             return self._leaves[name]
+
+    def write_leaf(self, stem: str, cert: bytes, key: bytes) -> tuple[Path, Path]:
+        """Write a leaf's PEMs as `<stem>.crt` / `<stem>.key` in the PKI folder; returns their paths."""
+        paths = (self.folder / f"{stem}.crt", self.folder / f"{stem}.key")
+        paths[0].write_bytes(cert)
+        paths[1].write_bytes(key)
+        return paths
 
     def install_proxy_ca(self, confdir: Path) -> None:
         """Give a mitmproxy confdir the shared proxy CA (key + certificate in `mitmproxy-ca.pem`)."""

@@ -4,17 +4,24 @@ Every host name reaches them through the routing script (`scripts/route_upstream
 pair of servers plays every discovery host of a session. TLS leaves are issued per SNI name on
 first use. Both listeners record every request, and the HTTPS one every TLS connection by SNI,
 so a test can prove that a blocked request never reached, or never even connected to, upstream.
+`add_raw_route` hands the socket to a test's own writer instead, for answers no well-behaved
+server sends (dripping, never-ending, truncated or reset); `distrust(host)` serves that host a
+certificate from a CA no proxy trusts.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.e2e.support.pki import TestPKI
+from tests.e2e.support.pki import CertificateAuthority, TestPKI
+
+Writer = Callable[[socket.socket], None]
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Route:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     challenge: str = ""  # WWW-Authenticate sent with a 401 to requests without Authorization
+    writer: Writer | None = None  # writes the whole response itself (status line included)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class Upstream:
         self.requests: list[Seen] = []
         self.connections: list[str] = []  # SNI of every TLS connection
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._stranger: CertificateAuthority | None = None  # issues `distrust`ed hosts' leaves
+        self._distrusted: set[str] = set()
         self._https = self._serve("https")
         self._http = self._serve("http")
         self.https_port = self._https.server_address[1]
@@ -71,6 +81,18 @@ class Upstream:
         """
         with self._lock:
             self._routes[(host.lower(), path)] = Route(status, tuple((headers or {}).items()), body, challenge)
+
+    def add_raw_route(self, host: str, path: str, writer: Writer) -> None:
+        """Answer with `writer(socket)`, which sends raw bytes (status line, headers, body) as it likes;
+        the connection is closed when it returns."""
+        with self._lock:
+            self._routes[(host.lower(), path)] = Route(0, (), b"", writer=writer)
+
+    def distrust(self, host: str) -> None:
+        """Serve `host` a leaf from a throw-away CA that nobody trusts (a bad upstream certificate)."""
+        with self._lock:
+            self._distrusted.add(host.lower())
+            self._contexts.pop(host.lower(), None)
 
     def requests_for(self, host: str) -> list[Seen]:
         with self._lock:
@@ -100,7 +122,11 @@ class Upstream:
     def _context_for(self, name: str) -> ssl.SSLContext:
         with self._lock:
             if name not in self._contexts:
-                cert, key = self._pki.leaf(name)
+                if name in self._distrusted:
+                    self._stranger = self._stranger or CertificateAuthority("autodiscover-guard test stranger CA")
+                    cert, key = self._pki.write_leaf(f"stranger-{name}", *self._stranger.issue(name))
+                else:
+                    cert, key = self._pki.leaf(name)
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 context.load_cert_chain(cert, key)
                 self._contexts[name] = context
@@ -127,6 +153,10 @@ class Upstream:
                 route = upstream._route(host, self.path)
                 if route.challenge and "authorization" not in self.headers:
                     route = Route(401, (("www-authenticate", route.challenge),), b"")
+                if route.writer is not None:
+                    self.close_connection = True
+                    route.writer(self.connection)
+                    return
                 self.send_response(route.status)
                 for name, value in route.headers:
                     self.send_header(name, value)
