@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from tests.e2e.support.process import stop as stop_process
+
 SEED_HOSTS = (b"imapgms.jnet.sei.co.jp", b"smtpgms.jnet.sei.co.jp")
 
 PROVIDERS = [
@@ -78,10 +80,4 @@ class Automx2:
         return requests.post(f"http://127.0.0.1:{self.port}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)

@@ -18,6 +18,8 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from tests.e2e.support.process import stop as stop_process
+
 ZONES = Path(__file__).resolve().parents[2] / "fixtures" / "dns"
 STARTUP_SECONDS = 10.0
 
@@ -55,13 +57,7 @@ class Nsd:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def nsd_binary() -> str | None:

@@ -18,6 +18,7 @@ import requests
 from guard.launch import allow_host_patterns
 from guard.policy import load_policy
 from tests.e2e.support.pki import TestPKI
+from tests.e2e.support.process import stop as stop_process
 from tests.e2e.support.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -100,14 +101,7 @@ class GuardProxy:
 
     def stop(self) -> int:
         """SIGTERM (runs the addon's `done`), then wait; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 def mitmdump_command(pki: TestPKI, upstream: Upstream, confdir: Path, options: Mapping[str, str],
