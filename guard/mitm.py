@@ -670,6 +670,8 @@ class AutodiscoverGuard:
     @_fail_closed(can_replace=False)
     def error(self, flow: http.HTTPFlow) -> None:
         """Log discovery flows that got no answer (upstream unreachable, over `body_size_limit`)."""
+        if flow.response is not None:
+            hang_up_upstream(flow)
         state = self._flows.get(flow)
         if state is None or state.done:
             return
@@ -870,6 +872,28 @@ def _apply(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
         response.headers.pop("content-encoding", None)
         response.set_content(decision.body)  # fixes Content-Length
     flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
+
+
+def hang_up_upstream(flow: http.HTTPFlow) -> None:
+    """Close the HTTP/1 upstream connection of a flow abandoned mid-answer (over a cap, killed).
+
+    mitmproxy 12 stops reading such a connection but leaves it open: its read task is then
+    referenced only from a garbage cycle, so the socket lives until the next full collection and
+    a hostile server could hold one per answer. mitmproxy 11 closes it itself; closing twice is
+    harmless. This reaches into proxyserver internals, so whatever is missing means "do nothing".
+    """
+    server = flow.server_conn
+    if not server.connected or flow.response is None or flow.response.http_version not in ("HTTP/1.0", "HTTP/1.1"):
+        return  # an HTTP/2 connection carries other flows' streams
+    try:
+        proxyserver = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+    except AttributeError:
+        return  # no running master (replay)
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    transport = getattr(handler, "transports", {}).get(server)
+    writer = getattr(transport, "writer", None)
+    if writer is not None and not writer.is_closing():
+        writer.close()
 
 
 def _options_error(message: str) -> Exception:

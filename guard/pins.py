@@ -198,8 +198,8 @@ class PinStore:
     def records(self, domain: str | None = None) -> list[Record]:
         """Stored pins, all or of one domain, sorted by domain and format."""
         with self._transaction() as db:
-            rows = db.execute("SELECT * FROM pins WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, format",
-                              (domain,)).fetchall()
+            rows = db.execute("SELECT * FROM pins WHERE :domain IS NULL OR domain = :domain ORDER BY domain, format",
+                              {"domain": domain}).fetchall()
             return [Record(d, f, _decode(e), str(first), str(updated), int(n)) for d, f, e, first, updated, n in rows]
 
     def forget(self, domain: str) -> int:
