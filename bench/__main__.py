@@ -9,7 +9,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import growth, judgement, proxy
+from bench import growth, hooks, judgement, proxy
 from guard.policy import default_policy_path, load_policy
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -79,6 +79,13 @@ def main() -> None:
     for count, per in growth.by_suggestions(default_policy_path()):
         print(f"| {count} | {per:.1f} |")
 
+    print("\n## The addon's own time per flow (its hooks in-process, mitmproxy test flows)\n")
+    print("| flow | request hook µs | response hooks µs | of which judgement µs |\n|---|---:|---:|---:|")
+    hook_rows = hooks.run(policy, 1000 if args.quick else 3000)
+    for label, request_us, response_us, judge_us in hook_rows:
+        print(f"| {label} | {request_us:.0f} | {response_us:.0f} | {judge_us:.0f} |")
+    plain_hooks_us = sum(hook_rows[-1][1:3])
+
     if not args.skip_proxy:
         rounds, per_round = (3, 60) if args.quick else (8, 150)
         print(f"\n## Proxy overhead ({rounds} interleaved rounds × {per_round} requests, keep-alive HTTPS)\n")
@@ -91,14 +98,23 @@ def main() -> None:
                   f"{guarded.percentile(0.5):.2f}/{guarded.percentile(0.99):.2f} |")
             limit = 1.10 if "(discovery)" in workload else 1.02
             summary.append(f"proxy guard/bare CPU, {workload} ≤ {limit:.2f}: {_verdict(ratio <= limit)} — {ratio:.3f}")
+            if "(discovery)" not in workload:
+                own = 1 + plain_hooks_us / (bare.cpu_ms_per_request() * 1000)
+                summary.append(f"the guard's own hooks on that flow: {plain_hooks_us:.0f} µs, i.e. a ratio of "
+                               f"{own:.4f} against this run's bare CPU per request")
         flows = 2000 if args.quick else 10_000
-        start, warm, after = proxy.rss_growth(flows)
-        growth_mib = (after - warm) / 1024
-        print(f"\n## Memory (guard mitmdump, VmRSS)\n\nat start {start / 1024:.1f} MiB, after 1,000 warm-up flows "
-              f"{warm / 1024:.1f} MiB, after {flows:,} more judged POX flows {after / 1024:.1f} MiB: "
-              f"growth after warm-up {growth_mib:.2f} MiB")
-        summary.append(f"RSS growth over {flows:,} flows after warm-up ≤ 5 MB: {_verdict(growth_mib * 1.048576 <= 5)} "
-                       f"— {growth_mib:.2f} MiB")
+        print(f"\n## Memory (VmRSS of each mitmdump, {flows:,} POX flows after 1,000 warm-up flows)\n")
+        print("| mitmdump | at start MiB | after warm-up MiB | after the flows MiB | growth after warm-up MiB |")
+        print("|---|---:|---:|---:|---:|")
+        growth_mib = {}
+        for guarded in (False, True):
+            start, warm, after = proxy.rss_growth(guarded, flows)
+            growth_mib[guarded] = (after - warm) / 1024
+            print(f"| {'guard' if guarded else 'bare'} | {start / 1024:.1f} | {warm / 1024:.1f} | {after / 1024:.1f} | "
+                  f"{growth_mib[guarded]:.2f} |")
+        summary.append(f"RSS growth over {flows:,} flows after warm-up ≤ 5 MB: "
+                       f"{_verdict(growth_mib[True] * 1.048576 <= 5)} — {growth_mib[True]:.2f} MiB "
+                       f"(bare mitmdump in the same run: {growth_mib[False]:.2f} MiB)")
 
     print("\n## Summary (targets from issue 5)\n")
     for line in summary:

@@ -30,9 +30,9 @@ TYPICAL = [
 ]
 
 
-def timings(fn: Callable[[], object], budget_s: float = 0.6, min_runs: int = 200) -> list[float]:
-    """Per-call seconds for as many calls as fit in the budget (after a warm-up)."""
-    for _ in range(20):
+def timings(fn: Callable[[], object], budget_s: float = 0.6, min_runs: int = 200, warm_up: int = 20) -> list[float]:
+    """Per-call seconds for as many calls as fit in the budget (after `warm_up` calls)."""
+    for _ in range(warm_up):
         fn()
     out: list[float] = []
     deadline = time.perf_counter() + budget_s

@@ -108,10 +108,11 @@ def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
     return results
 
 
-def rss_growth(flows: int = 10_000, warm_up: int = 1000, clients: int = 4) -> tuple[int, int, int]:
-    """RSS KiB of the guard's mitmdump at start, after `warm_up` judged POX flows, and after
-    `flows` more (caches fill during warm-up; what grows after it would be a leak). `clients`
-    keep-alive sessions send in parallel: each POX POST waits out a delayed ACK (~45 ms)."""
+def rss_growth(guard: bool, flows: int = 10_000, warm_up: int = 1000, clients: int = 4) -> tuple[int, int, int]:
+    """RSS KiB of a mitmdump (with the guard, or bare for comparison) at start, after `warm_up`
+    POX flows, and after `flows` more (caches fill during warm-up; what grows after it would be a
+    leak). `clients` keep-alive sessions send in parallel: each POX POST waits out a delayed ACK
+    (~45 ms)."""
     urllib3.disable_warnings()
     url = WORKLOADS["POX POST (discovery)"][1]
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,21 +120,22 @@ def rss_growth(flows: int = 10_000, warm_up: int = 1000, clients: int = 4) -> tu
         ca, leaf, key = make_ca(folder, ["autodiscover.contoso.com"])
         upstream = Upstream(leaf, key, {"/autodiscover/autodiscover.xml": (
             "text/xml", (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())})
-        guard = start_mitmdump(folder, ca, upstream.port, guard=True, name="guard")
-        start = guard.rss_kib()
+        name = "guard" if guard else "bare"
+        proxy = start_mitmdump(folder, ca, upstream.port, guard=guard, name=name)
+        start = proxy.rss_kib()
         try:
-            sessions = [_session(guard, folder / "conf-guard") for _ in range(clients)]
+            sessions = [_session(proxy, folder / f"conf-{name}") for _ in range(clients)]
 
             def send(total: int) -> None:
                 with ThreadPoolExecutor(clients) as pool:  # list(): re-raise a failed request here
-                    list(pool.map(lambda s: _round(guard, s, "post", url, total // clients, Side()), sessions))
+                    list(pool.map(lambda s: _round(proxy, s, "post", url, total // clients, Side()), sessions))
 
             send(warm_up)
-            warm = guard.rss_kib()
+            warm = proxy.rss_kib()
             send(flows)
-            return start, warm, guard.rss_kib()
+            return start, warm, proxy.rss_kib()
         finally:
-            guard.stop()
+            proxy.stop()
             upstream.close()
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
 import logging
 import shutil
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mitmproxy import exceptions, http
+from mitmproxy import dns, exceptions, http
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.flow import Error as FlowError
+from mitmproxy.net.dns import response_codes as dns_codes
+from mitmproxy.net.dns import types as dns_types
 from mitmproxy.test import taddons, tflow
 
 from guard.formats._xml import parse_xml
@@ -607,6 +611,45 @@ def test_an_internal_error_passes_when_the_policy_says_on_error_allow(guard: Gua
     upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
     flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
     assert flow.response is upstream and guard.last()["rules"] == ["internal-error"]
+
+
+def _srv_flow(target: bytes) -> dns.DNSFlow:
+    """A DNS flow asking for `_imaps._tcp.contoso.com` SRV, answered with one record naming `target`."""
+    question = dns.Question("_imaps._tcp.contoso.com", dns_types.SRV, 1)
+    request = dns.Message(0, 42, 0, False, False, False, True, False, 0, 0, [question], [], [], [])
+    rdata = struct.pack("!HHH", 0, 1, 993) + b"".join(bytes([len(p)]) + p for p in target.split(b".")) + b"\0"
+    record = dns.ResourceRecord("_imaps._tcp.contoso.com", dns_types.SRV, 1, 300, rdata)
+    response = request.succeed([record])
+    return tflow.tdnsflow(req=request, resp=response)
+
+
+def test_an_internal_error_in_the_dns_hook_refuses_the_answer(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("guard.mitm.judge_answer", _explode)
+    flow = _srv_flow(b"imap.contoso.com")
+    asyncio.run(guard.addon.dns_response(flow))
+    assert flow.response is not None and flow.response.response_code == dns_codes.REFUSED
+    assert not flow.response.answers
+    line = guard.last()
+    assert (line["action"], line["rules"]) == ("block", ["internal-error"])
+
+
+def test_an_internal_error_in_the_dns_hook_passes_when_the_policy_says_on_error_allow(
+        guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    guard.configure(guard_policy=str(ROOT / "policies" / "audit.yaml"), guard_mode="enforce")
+    monkeypatch.setattr("guard.mitm.judge_answer", _explode)
+    flow = _srv_flow(b"imap.contoso.com")
+    upstream = flow.response
+    asyncio.run(guard.addon.dns_response(flow))
+    assert flow.response is upstream and flow.response is not None and len(flow.response.answers) == 1
+    assert guard.last()["rules"] == ["internal-error"]
+
+
+def test_the_dns_hook_judges_the_same_answer_without_the_fault(guard: Guard) -> None:
+    """The control for the two tests above: the flow they build is an ordinary, owned answer."""
+    flow = _srv_flow(b"imap.contoso.com")
+    asyncio.run(guard.addon.dns_response(flow))
+    assert flow.response is not None and flow.response.response_code == dns_codes.NOERROR
+    assert guard.last()["action"] == "allow"
 
 
 def test_an_internal_error_before_the_body_kills_the_flow(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import timeit
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats._json import MAX_DEPTH, MAX_JSON_BYTES, as_obj, expect, find_key, load_json, optional
 from tests.conftest import examples
-from tests.formats._json_fuzz import FIXTURES, fixture_bodies, mutated
+from tests.formats._json_fuzz import fixture_bodies, mutated
 
 ALL_JSON = fixture_bodies("adv2") + fixture_bodies("autodetect") + fixture_bodies("srv")
 
@@ -114,15 +113,6 @@ def test_a_wide_but_shallow_document_is_read() -> None:
 def test_bodies_over_the_byte_cap_are_refused_before_parsing() -> None:
     with pytest.raises(BodyTooLarge, match="exceeds"):
         load_json(b"[" + b" " * MAX_JSON_BYTES + b"]")
-
-
-def test_a_typical_answer_loads_in_tens_of_microseconds() -> None:
-    doc = json.loads((FIXTURES / "autodetect__benign_own_domain.json").read_bytes())
-    doc["protocols"] = doc["protocols"] * 5
-    body = json.dumps(doc, indent=2).encode()
-    assert 1800 < len(body) < 2500
-    best = min(timeit.repeat(lambda: load_json(body), number=200, repeat=5)) / 200
-    assert best < 100e-6, f"{best * 1e6:.1f} µs"  # ~30 µs measured; loose for slow CI machines
 
 
 def test_accessors_check_exact_json_types() -> None:

@@ -1,0 +1,83 @@
+"""The addon's own time per flow: its mitmproxy hooks run in-process on mitmproxy's test flows.
+
+The proxy ratios carry the machine's noise (a few per cent between identical runs); this splits
+the guard's share of a flow's CPU into its hooks, so a ratio can be checked against what the
+guard itself spends: `1 + hooks / bare CPU per request` is the ratio the guard alone would cause.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mitmproxy import http
+from mitmproxy.test import tflow
+
+from bench.judgement import FIXTURES
+from bench.proxy import POX_REQUEST
+from guard.engine import judge
+from guard.log import DecisionLog
+from guard.mitm import AutodiscoverGuard
+from guard.names import User
+from guard.policy import Policy
+
+POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
+PLAIN_URL = "https://www.contoso.com/index.html"
+_BASIC = {"authorization": "Basic YWxpY2VAY29udG9zby5jb206c2VjcmV0"}  # alice@contoso.com:secret
+
+
+def _guard(policy: Policy, log: Path) -> AutodiscoverGuard:
+    guard = AutodiscoverGuard()
+    guard.log = DecisionLog(str(log))
+    guard._install(policy)
+    return guard
+
+
+def _flow(method: str, url: str, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
+    flow = tflow.tflow(resp=False)
+    flow.request = http.Request.make(method, url, body, headers)
+    flow.response = None
+    return flow
+
+
+def _per_flow(guard: AutodiscoverGuard, make: Callable[[], http.HTTPFlow], answer: Callable[[], http.Response],
+              flows: int) -> tuple[float, float]:
+    """Median µs of (request hook, responseheaders + response hooks) per flow."""
+    requests, responses = [], []
+    for _ in range(flows):
+        flow = make()
+        started = time.perf_counter()
+        guard.request(flow)
+        requests.append(time.perf_counter() - started)
+        flow.response = answer()
+        started = time.perf_counter()
+        guard.responseheaders(flow)
+        guard.response(flow)
+        responses.append(time.perf_counter() - started)
+    return statistics.median(requests) * 1e6, statistics.median(responses) * 1e6
+
+
+def run(policy: Policy, flows: int = 3000) -> list[tuple[str, float, float, float]]:
+    """Rows of (flow, request µs, response µs, of which judgement µs)."""
+    pox = (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()
+    alice = User.from_address("alice@contoso.com")
+    judging = [0.0] * flows
+    for index in range(flows):
+        started = time.perf_counter()
+        judge(pox, alice, policy)
+        judging[index] = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        guard = _guard(policy, Path(tmp) / "decisions.jsonl")
+        pox_request, pox_response = _per_flow(
+            guard, lambda: _flow("POST", POX_URL, POX_REQUEST, {"content-type": "text/xml", **_BASIC}),
+            lambda: http.Response.make(200, pox, {"content-type": "text/xml; charset=utf-8"}), flows)
+        plain_request, plain_response = _per_flow(
+            guard, lambda: _flow("GET", PLAIN_URL, b"", {"accept": "*/*"}),
+            lambda: http.Response.make(200, b"<html>hello</html>", {"content-type": "text/html"}), flows)
+    return [
+        ("POX POST (discovery, on-prem answer)", pox_request, pox_response, statistics.median(judging) * 1e6),
+        ("plain GET (not discovery)", plain_request, plain_response, 0.0),
+    ]
