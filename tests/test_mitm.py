@@ -18,7 +18,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.flow import Error as FlowError
 from mitmproxy.net.dns import response_codes as dns_codes
 from mitmproxy.net.dns import types as dns_types
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import taddons, tflow, tutils
 
 from guard.formats._xml import parse_xml
 from guard.mitm import (
@@ -615,8 +615,7 @@ def test_an_internal_error_passes_when_the_policy_says_on_error_allow(guard: Gua
 
 def _srv_flow(target: bytes) -> dns.DNSFlow:
     """A DNS flow asking for `_imaps._tcp.contoso.com` SRV, answered with one record naming `target`."""
-    question = dns.Question("_imaps._tcp.contoso.com", dns_types.SRV, 1)
-    request = dns.Message(0, 42, 0, False, False, False, True, False, 0, 0, [question], [], [], [])
+    request = tutils.tdnsreq(questions=[dns.Question("_imaps._tcp.contoso.com", dns_types.SRV, 1)])
     rdata = struct.pack("!HHH", 0, 1, 993) + b"".join(bytes([len(p)]) + p for p in target.split(b".")) + b"\0"
     record = dns.ResourceRecord("_imaps._tcp.contoso.com", dns_types.SRV, 1, 300, rdata)
     response = request.succeed([record])
