@@ -670,8 +670,7 @@ class AutodiscoverGuard:
     @_fail_closed(can_replace=False)
     def error(self, flow: http.HTTPFlow) -> None:
         """Log discovery flows that got no answer (upstream unreachable, over `body_size_limit`)."""
-        if flow.response is not None:
-            hang_up_upstream(flow)
+        _hang_up_upstream(flow)
         state = self._flows.get(flow)
         if state is None or state.done:
             return
@@ -795,13 +794,13 @@ class AutodiscoverGuard:
             decision = Decision("unknown", Action.BLOCK, (finding,), reply=GENERIC_BLOCK)
         self._finish(flow, state, decision, time.perf_counter(), kill=not can_replace)
 
-
     # -- DNS side --------------------------------------------------------------------------------
 
     async def dns_response(self, flow: dns.DNSFlow) -> None:
         """Judge answers to mail service SRV lookups; strip offending records or answer REFUSED."""
         question = flow.request.question
-        if flow.response is None or question is None or service_domain(question.name) is None:
+        domain = service_domain(question.name) if question is not None else None
+        if flow.response is None or question is None or domain is None:
             return  # every other lookup passes untouched, unlogged
         started = time.perf_counter()
         policy = self._policy()
@@ -809,8 +808,7 @@ class AutodiscoverGuard:
         state = _FlowState(policy, self._mode(policy), str(peer[0]) if peer else "?", question.name,
                            f"dns:{question.name}", user_source="dns-name")
         try:
-            domain = service_domain(question.name)
-            if policy.mx is not None and domain:  # look MX up off the event loop before judging
+            if policy.mx is not None:  # look MX up off the event loop before judging
                 await asyncio.wrap_future(policy.mx.prefetch(domain.lower().rstrip(".")))
             verdict = judge_answer(question.name, question.type, _records(flow.response.answers),
                                    _records(flow.response.additionals), policy)
@@ -874,7 +872,7 @@ def _apply(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
     flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
 
 
-def hang_up_upstream(flow: http.HTTPFlow) -> None:
+def _hang_up_upstream(flow: http.HTTPFlow) -> None:
     """Close the HTTP/1 upstream connection of a flow abandoned mid-answer (over a cap, killed).
 
     mitmproxy 12 stops reading such a connection but leaves it open: its read task is then

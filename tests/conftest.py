@@ -25,6 +25,16 @@ settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def pox_request(address: str) -> bytes:
+    """The POX request body Outlook sends for `address` (Outlook response schema 2006a)."""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
+        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
+        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+        "</AcceptableResponseSchema></Request></Autodiscover>"
+    ).encode()
+
+
 def examples(usual: int) -> int:
     """`max_examples` for a property that wants more than the default profile: `usual`, or the
     loaded profile's count when that is higher (`make fuzz`)."""

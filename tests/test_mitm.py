@@ -30,20 +30,11 @@ from guard.mitm import (
     request_host,
 )
 from guard.rules import CREDENTIAL_LEAK, DISCOVERY_TLD, REDIRECT_LIMIT
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, pox_request
 
 POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
 AUTODETECT_URL = "https://prod.autodetect.outlook.cloud.microsoft/autodetect/detect?app=outlookdesktopBasic"
 AUTOCONFIG_URL = "https://autoconfig.contoso.com/mail/config-v1.1.xml?emailaddress=alice%40contoso.com"
-
-
-def pox_request(address: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
-        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
-        "</AcceptableResponseSchema></Request></Autodiscover>"
-    ).encode()
 
 
 def basic(user: str, password: str | None = None) -> str:

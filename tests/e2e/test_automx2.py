@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from tests.conftest import pox_request
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.automx2 import SEED_HOSTS, Automx2
 from tests.e2e.support.proxy import GuardProxy
@@ -23,14 +24,6 @@ pytestmark = pytest.mark.e2e
 AUTOCONFIG = "/mail/config-v1.1.xml"
 POX = "/autodiscover/autodiscover.xml"
 XML = {"content-type": "text/xml; charset=utf-8"}
-
-def pox_request(address: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
-        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
-        "</AcceptableResponseSchema></Request></Autodiscover>"
-    ).encode()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from guard.launch import allow_host_patterns, dns_mode
 from guard.policy import load_policy
 from tests.conftest import ROOT
 from tests.e2e.support.nsd import Nsd, free_port
+from tests.e2e.support.process import stop
 from tests.e2e.support.proxy import GuardProxy
 
 pytestmark = pytest.mark.e2e
@@ -214,10 +215,5 @@ def test_run_dns_starts_the_listener_in_front_of_the_given_upstream(tmp_path: Pa
         assert "status: REFUSED" in dig(dns_port, SEED)
         assert srv_targets(ask(dns_port, "_imaps._tcp.kestrel-post.net")) == ["imap.kestrel-post.net."]
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop(process)
     assert '"url": "dns:_imaps._tcp.example.com"' in log.read_text(encoding="utf-8")

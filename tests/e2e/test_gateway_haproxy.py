@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, pox_request
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.upstream import Upstream
@@ -54,15 +54,6 @@ backend guards
     server g1 127.0.0.1:{first} check
     server g2 127.0.0.1:{second} check
 """
-
-
-def pox_request(address: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
-        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
-        "</AcceptableResponseSchema></Request></Autodiscover>"
-    ).encode()
 
 
 def free_port() -> int:

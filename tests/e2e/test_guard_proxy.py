@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from guard.formats._xml import parse_xml
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, pox_request
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import GuardProxy, run_mitmdump_to_exit
@@ -28,15 +28,6 @@ JSON = {"content-type": "application/json; charset=utf-8"}
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def pox_request(address: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-        f'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
-        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
-        "</AcceptableResponseSchema></Request></Autodiscover>"
-    ).encode()
 
 
 @pytest.fixture(scope="module", autouse=True)

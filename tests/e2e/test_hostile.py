@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, pox_request
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.procstat import memory_kib
 from tests.e2e.support.proxy import GuardProxy
@@ -122,12 +122,6 @@ WIRE_FAULTS: dict[str, Callable[[], RawAnswer]] = {
     "truncated-body": lambda: RawAnswer(XML, repeat(BENIGN, 1000), content_length=len(BENIGN) + 4000,
                                         ending="close", mark=999),
 }
-
-
-def pox_request(address: str) -> bytes:
-    return (b'<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'
-            b'autodiscover/outlook/requestschema/2006"><Request><EMailAddress>' + address.encode()
-            + b"</EMailAddress></Request></Autodiscover>")
 
 
 def _host(case: str) -> str:
