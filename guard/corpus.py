@@ -14,7 +14,7 @@ from pathlib import Path
 from guard.engine import judge
 from guard.errors import UntrustedInputError
 from guard.formats import by_name
-from guard.formats._xml import parse_xml
+from guard.formats._xml import kid, kids, read_xml, text
 from guard.model import Action, Role
 from guard.names import InvalidHost, User, target_of
 from guard.policy import Policy, RuleAction
@@ -65,13 +65,13 @@ class CorpusSummary:
 def claimed_domains(body: bytes) -> list[str]:
     """The `<domain>` entries of a clientConfig file (who asks), raw; [] when unreadable."""
     try:
-        root = parse_xml(body)
+        root = read_xml(body)
     except UntrustedInputError:
         return []
-    provider = root.kid("emailProvider")
+    provider = kid(root, "emailprovider")
     if provider is None:
         return []
-    return [d.text.strip() for d in provider.kids("domain") if d.text.strip()]
+    return [domain for domain in (text(d).strip() for d in kids(provider, "domain")) if domain]
 
 
 def judge_folder(folder: Path, policy: Policy) -> Iterator[tuple[str, CorpusSummary, list[Flagged]]]:

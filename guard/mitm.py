@@ -44,7 +44,8 @@ from guard.dnsjudge import DnsVerdict, Record, judge_answer, service_domain
 from guard.engine import GENERIC_BLOCK, judge
 from guard.errors import BodyTooLarge, MalformedDocument, PolicyError, UntrustedInputError
 from guard.formats import Format, by_name, detect, hint
-from guard.formats._xml import parse_xml
+from guard.formats._xml import name as xml_name
+from guard.formats._xml import read_xml, text
 from guard.formats.autodetect import header_suggestions
 from guard.log import DecisionLog, FlowFacts, console_line, decision_record
 from guard.metrics import Metrics
@@ -154,12 +155,12 @@ def _body_address(body: bytes) -> str | None:
     if body.lstrip()[:1] != b"<":
         return None
     try:
-        root = parse_xml(body)
+        root = read_xml(body)
     except UntrustedInputError:
         return None
     for element in root.iter():
-        if element.tag.lower() in _ADDRESS_ELEMENTS and element.text.strip():
-            return element.text.strip()
+        if xml_name(element).key in _ADDRESS_ELEMENTS and text(element).strip():
+            return text(element).strip()
     return None
 
 

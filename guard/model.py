@@ -63,8 +63,8 @@ class Action(StrEnum):
 Locator = tuple[int | str, ...]
 """Format-private address of the unit to cut when a suggestion is removed.
 
-XML formats store `(start, end)` byte offsets into the original body; JSON formats store the
-key/index path of the list item to drop.
+XML formats store `(ordinal,)`, the unit element's position in document order (a rewrite turns it
+into byte offsets with a second parse); JSON formats store the key/index path of the list item to drop.
 """
 
 

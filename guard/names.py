@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import idna
@@ -30,9 +31,12 @@ class InvalidHost(ValueError):
     """A value that does not name a host a resolver would accept."""
 
 
-@dataclass(frozen=True, slots=True)
-class User:
-    """The mail user the answer is for: their address as given and their domain, normalised."""
+class User(NamedTuple):
+    """The mail user the answer is for: their address as given and their domain, normalised.
+
+    A NamedTuple, not a frozen dataclass: it keys the resolution cache for every suggestion, and
+    a tuple hashes in C where a dataclass runs a generated Python `__hash__`.
+    """
 
     address: str
     local: str

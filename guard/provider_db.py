@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from guard.errors import UntrustedInputError
-from guard.formats._xml import Element, parse_xml
+from guard.formats._xml import Element, kid, kids, name, read_xml, text
 from guard.model import Role, Suggestion, ValueKind
 from guard.names import InvalidHost, User, normalise_host, target_of
 from guard.ownership import TrustEntry, registrable
 
 _MAX_FILES = 50_000
+# Elements naming a server, matched case-sensitively as the ISPDB spells them.
+_SERVER_ELEMENTS = frozenset({"hostname", "url", "owaURL", "ewsURL", "easURL", "exchangeURL"})
 
 
 def read_provider_db(folder: Path) -> list[TrustEntry]:
@@ -25,7 +27,7 @@ def read_provider_db(folder: Path) -> list[TrustEntry]:
         if count >= _MAX_FILES:
             break
         try:
-            root = parse_xml(path.read_bytes())
+            root = read_xml(path.read_bytes())
         except (OSError, UntrustedInputError):
             continue
         entry = _entry(path, root)
@@ -35,23 +37,25 @@ def read_provider_db(folder: Path) -> list[TrustEntry]:
 
 
 def _entry(path: Path, root: Element) -> TrustEntry | None:
-    provider = root.kid("emailProvider")
-    if root.tag != "clientConfig" or provider is None:
+    provider = kid(root, "emailprovider")
+    if name(root).local != "clientConfig" or provider is None:
         return None
-    domains = tuple(sorted({d for d in (_domain(e.text) for e in provider.kids("domain")) if d}))
+    domains = tuple(sorted({d for d in (_domain(text(e)) for e in kids(provider, "domain")) if d}))
     if not domains:
         return None
     placeholder_user = User("user@" + domains[0], "user", domains[0], domains[0])
     hosts: set[str] = set()
     for element in provider.iter():
-        if element.tag in ("hostname", "url", "owaURL", "ewsURL", "easURL", "exchangeURL"):
-            kind = ValueKind.HOST if element.tag == "hostname" else ValueKind.URL
+        local = name(element).local
+        if local in _SERVER_ELEMENTS:
+            kind = ValueKind.HOST if local == "hostname" else ValueKind.URL
+            value = text(element)
             try:
-                target = target_of(Suggestion(element.text, kind, Role.OTHER, element.path()), placeholder_user)
+                target = target_of(Suggestion(value, kind, Role.OTHER, f"emailProvider/{local}"), placeholder_user)
             except InvalidHost:
                 continue
             rd = registrable(target.host)
-            if rd and "%" not in element.text:
+            if rd and "%" not in value:
                 hosts.add(rd)
     if not hosts:
         return None

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from guard.formats._xml import Span, element_spans
+from guard.model import Suggestion
 from guard.policy import Policy, load_policy
 from tests.e2e.support.nsd import Nsd, nsd_binary, start_nsd
 
@@ -33,6 +35,11 @@ def pox_request(address: str) -> bytes:
         "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
         "</AcceptableResponseSchema></Request></Autodiscover>"
     ).encode()
+
+
+def unit_span(body: bytes, suggestion: Suggestion, *, allow_doctype: bool = False) -> Span:
+    """Byte span of the element an XML suggestion's locator (a document-order ordinal) names."""
+    return element_spans(body, allow_doctype=allow_doctype)[int(suggestion.locator[0])]
 
 
 def examples(usual: int) -> int:

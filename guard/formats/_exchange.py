@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from guard.errors import MalformedDocument
-from guard.formats._xml import Element, named_children, parse_xml, splice
+from guard.formats._xml import Element, Span, element_spans, name, named_children, ordinals, read_xml, splice, text
 from guard.model import Reply, Role, Suggestion, Transport, ValueKind
 
 # formats.md §1.3: both POX namespaces are http://, never the https:// printed in Microsoft's docs.
@@ -34,14 +34,12 @@ ENCRYPTION = {
 
 _MAX_PORT = 65535
 
-Span = tuple[int, int]
 
-
-def leaf(element: Element) -> str:
+def leaf(element: Element, field: str) -> str:
     """A value element's text; child elements would let two readers see different text."""
-    if element.children:
-        raise MalformedDocument(f"{element.path()}: expected text, found child elements")
-    return element.text
+    if len(element):
+        raise MalformedDocument(f"{field}: expected text, found child elements")
+    return text(element)
 
 
 def attr(element: Element, name: str) -> str | None:
@@ -52,25 +50,26 @@ def attr(element: Element, name: str) -> str | None:
     return None
 
 
-def read_port(element: Element) -> int | None:
+def read_port(element: Element, field: str) -> int | None:
     """A `Port` value; None when empty, MalformedDocument when not a TCP port."""
-    text = leaf(element).strip()
-    if not text:
+    value = leaf(element, field).strip()
+    if not value:
         return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= _MAX_PORT):
-        raise MalformedDocument(f"{element.path()}: {text[:20]!r} is not a TCP port")
-    return int(text)
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= _MAX_PORT):
+        raise MalformedDocument(f"{field}: {value[:20]!r} is not a TCP port")
+    return int(value)
 
 
 class Found:
-    """Suggestions in document order, each with the span of the settings container it belongs to
-    (POX `Protocol`, mobilesync `Server`, SOAP `UserSetting`) or None when it is no setting
+    """Suggestions in document order, each with the ordinal of the settings container it belongs
+    to (POX `Protocol`, mobilesync `Server`, SOAP `UserSetting`) or None when it is no setting
     (redirects, mailbox references)."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "order")
 
-    def __init__(self) -> None:
-        self.items: list[tuple[Suggestion, Span | None]] = []
+    def __init__(self, root: Element) -> None:
+        self.order = ordinals(root)
+        self.items: list[tuple[Suggestion, int | None]] = []
 
     def add(
         self,
@@ -78,20 +77,22 @@ class Found:
         field: str,
         role: Role,
         unit: Element,
-        *,
         container: Element | None = None,
         kind: ValueKind | None = None,
         port: int | None = None,
         transport: Transport = Transport.UNKNOWN,
     ) -> None:
         """Record the value of `element` unless blank; without `kind`, the value decides URL or HOST."""
-        value = leaf(element)
-        if not value.strip():
+        if len(element):
+            raise MalformedDocument(f"{field}: expected text, found child elements")
+        value = element.text
+        if not value or value.isspace():
             return
         if kind is None:
             kind = ValueKind.URL if "://" in value else ValueKind.HOST
-        suggestion = Suggestion(value, kind, role, field, port, transport, unit.span)
-        self.items.append((suggestion, None if container is None else container.span))
+        order = self.order
+        suggestion = Suggestion(value, kind, role, field, port, transport, (order[unit],))
+        self.items.append((suggestion, None if container is None else order[container]))
 
     @property
     def suggestions(self) -> tuple[Suggestion, ...]:
@@ -106,11 +107,10 @@ def mailbox(reference: Element, path: str, unit: Element, out: Found) -> None:
     is judged like a redirect target (role AUTODISCOVER); a `Server` is where the mailbox lives.
     Neither is a setting: dropping one never leaves an answer without settings.
     """
-    for child, field in named_children(reference, path + "/"):
-        tag = child.tag.lower()
-        if tag == "smtpaddress":
+    for child, child_name, field in named_children(reference, path + "/"):
+        if child_name.key == "smtpaddress":
             out.add(child, field, Role.AUTODISCOVER, unit, kind=ValueKind.EMAIL)
-        elif tag == "server":
+        elif child_name.key == "server":
             out.add(child, field, Role.MAPI, unit)
 
 
@@ -118,7 +118,7 @@ def mailbox(reference: Element, path: str, unit: Element, out: Found) -> None:
 _SHAPES = {OUTLOOK_NS: "account", MOBILESYNC_NS: "action"}
 
 
-def responses(body: bytes, schema_ns: str) -> Iterator[tuple[Element, str]]:
+def responses(root: Element, schema_ns: str) -> Iterator[tuple[Element, str]]:
     """Each `Response` of a POX answer with its field prefix; the envelope is checked strictly.
 
     The root must be `Autodiscover` in the base namespace and every `Response` in `schema_ns`
@@ -129,22 +129,24 @@ def responses(body: bytes, schema_ns: str) -> Iterator[tuple[Element, str]]:
     (`Action` in an Outlook answer, `Account` in an ActiveSync one, which the other parser would
     not read) are all malformed rather than judged as one client would read them.
     """
-    root = parse_xml(body)
-    if root.tag.lower() != "autodiscover" or root.ns != BASE_NS:
-        raise MalformedDocument(f"root element is <{{{root.ns}}}{root.tag}>, not a POX Autodiscover answer")
+    root_name = name(root)
+    if root_name.key != "autodiscover" or root_name.ns != BASE_NS:
+        raise MalformedDocument(
+            f"root element is <{{{root_name.ns}}}{root_name.local}>, not a POX Autodiscover answer")
     foreign = next(tag for ns, tag in _SHAPES.items() if ns != schema_ns)
     found = False
-    for child, path in named_children(root, ""):
-        if child.tag.lower() != "response":
+    for child, child_name, path in named_children(root, ""):
+        if child_name.key != "response":
             continue
-        if child.ns not in (schema_ns, BASE_NS):
-            raise MalformedDocument(f"Response in namespace {child.ns!r}, expected {schema_ns!r}")
-        for inner in child.children:
-            tag = inner.tag.lower()
-            if tag == foreign or (child.ns == BASE_NS and tag != "error"):
-                raise MalformedDocument(f"<{inner.tag}> does not belong in a Response in {child.ns}")
+        ns = child_name.ns
+        if ns not in (schema_ns, BASE_NS):
+            raise MalformedDocument(f"Response in namespace {ns!r}, expected {schema_ns!r}")
+        for inner in child:
+            inner_name = name(inner)
+            if inner_name.key == foreign or (ns == BASE_NS and inner_name.key != "error"):
+                raise MalformedDocument(f"<{inner_name.local}> does not belong in a Response in {ns}")
         found = True
-        yield child, "" if path == child.tag else path + "/"
+        yield child, "" if path == child_name.local else path + "/"
     if not found:
         raise MalformedDocument("Autodiscover answer without a Response")
 
@@ -163,26 +165,25 @@ def cut(
         return body
     if any(s.role is Role.REDIRECT for s in drop):
         return None
-    spans = {s.locator for s in drop}
-    if not spans <= {s.locator for s, _ in found.items}:
+    if not {s.locator for s in drop} <= {s.locator for s, _ in found.items}:
         return None
+    spans = element_spans(body)
+
+    def span(suggestion: Suggestion) -> Span:
+        return spans[int(suggestion.locator[0])]
+
     members: dict[Span, list[Span]] = {}
     for suggestion, container in found.items:
         if container is not None:
-            members.setdefault(container, []).append(_span(suggestion))
-    cuts = [_span(s) for s in drop]
-    for container, inside in members.items():
-        if all(_within(span, cuts) for span in inside):
-            cuts.append(container)
-    kept = [s for s, container in found.items if container is not None and not _within(_span(s), cuts)]
+            members.setdefault(spans[container], []).append(span(suggestion))
+    cuts = [span(s) for s in drop]
+    for outer, inside in members.items():
+        if all(_within(inner, cuts) for inner in inside):
+            cuts.append(outer)
+    kept = [s for s, container in found.items if container is not None and not _within(span(s), cuts)]
     if not any(usable is None or usable(s) for s in kept):
         return None
     return splice(body, cuts)
-
-
-def _span(suggestion: Suggestion) -> Span:
-    start, end = suggestion.locator
-    return int(start), int(end)
 
 
 def _within(span: Span, cuts: Sequence[Span]) -> bool:
@@ -216,13 +217,13 @@ def read_answer(body: bytes, schema_ns: str, section: str,
 
     Returns every suggestion found and whether an `Error` was seen (at either level).
     """
-    out = Found()
+    root = read_xml(body)
+    out = Found(root)
     error = False
-    for response, prefix in responses(body, schema_ns):
-        for child, field in named_children(response, prefix):
-            tag = child.tag.lower()
-            if tag == section:
+    for response, prefix in responses(root, schema_ns):
+        for child, child_name, field in named_children(response, prefix):
+            if child_name.key == section:
                 error = read_section(child, field + "/", out) or error
-            elif tag == "error":
+            elif child_name.key == "error":
                 error = True
     return out, error

@@ -24,11 +24,11 @@ set-up. An empty `clientConfig` document would instead be a parse error shown to
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
 from guard.formats import Format
-from guard.formats._xml import Element, cut_units, parse_xml
+from guard.formats._xml import Element, Name, cut_units, kid, name, named_children, ordinals, read_xml, text
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "autoconfig"
@@ -83,119 +83,107 @@ _OAUTH = {"authurl": ValueKind.URL, "tokenurl": ValueKind.URL, "issuer": ValueKi
 _MAX_PORT = 65535
 
 _Found = list[tuple[Element, Suggestion]]
+_Order = dict[Element, int]
 
 
-def _text(element: Element) -> str:
+def _text(element: Element, field: str) -> str:
     """A leaf value; child elements would let two readers see different text."""
-    if element.children:
-        raise MalformedDocument(f"{element.path()}: expected text, found child elements")
-    return element.text
+    if len(element):
+        raise MalformedDocument(f"{field}: expected text, found child elements")
+    return text(element)
 
 
-def _attr(element: Element, name: str) -> str | None:
-    return next((v for k, v in element.attrib.items() if k.lower() == name), None)
+def _attr(element: Element, key: str) -> str | None:
+    return next((v for k, v in element.attrib.items() if k.lower() == key), None)
 
 
-def _port(element: Element) -> int:
-    text = _text(element).strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= _MAX_PORT):
-        raise MalformedDocument(f"{element.path()}: {text[:20]!r} is not a TCP port")
-    return int(text)
+def _port(element: Element, field: str) -> int:
+    value = _text(element, field).strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= _MAX_PORT):
+        raise MalformedDocument(f"{field}: {value[:20]!r} is not a TCP port")
+    return int(value)
 
 
-def _server(section: Element, path: str, default: Role, out: _Found) -> None:
+def _server(section: Element, path: str, default: Role, order: _Order, out: _Found) -> None:
     """`hostname` (+ `port`, `socketType`) and URL children of one server-like section, one pass."""
     role = _TYPES.get((_attr(section, "type") or "").strip().lower(), default)
     port: int | None = None
     transport = Transport.UNKNOWN
-    values: list[tuple[str, Element]] = []
-    for child in section.children:
-        tag = child.tag.lower()
-        if tag == "hostname" or tag in _URLS:
-            values.append((tag, child))
-        elif tag == "port":
-            number = _port(child)  # every port is checked; the first counts, as JXON readers take it
+    values: list[tuple[str, Element, str]] = []
+    for child in section:
+        child_name = name(child)
+        key, field = child_name.key, f"{path}/{child_name.local}"
+        if key == "hostname" or key in _URLS:
+            values.append((key, child, field))
+        elif key == "port":
+            number = _port(child, field)  # every port is checked; the first counts, as JXON readers take it
             if port is None:
                 port = number
-        elif tag == "sockettype" and transport is Transport.UNKNOWN:
+        elif key == "sockettype" and transport is Transport.UNKNOWN:
             # the first value the client understands, as Thunderbird's readFromXML takes it
-            transport = _SOCKETS.get(_text(child).strip().lower(), Transport.UNKNOWN)
-    for tag, child in values:
-        value = _text(child)
+            transport = _SOCKETS.get(_text(child, field).strip().lower(), Transport.UNKNOWN)
+    locator = (order[section],)
+    for key, child, field in values:
+        value = _text(child, field)
         if not value.strip():
             continue
-        field = f"{path}/{child.tag}"
-        if tag == "hostname":
-            suggestion = Suggestion(value, ValueKind.HOST, role, field, port, transport, section.span)
+        if key == "hostname":
+            suggestion = Suggestion(value, ValueKind.HOST, role, field, port, transport, locator)
         else:
-            suggestion = Suggestion(value, ValueKind.URL, _URLS[tag] or role, field, locator=section.span)
+            suggestion = Suggestion(value, ValueKind.URL, _URLS[key] or role, field, locator=locator)
         out.append((section, suggestion))
 
 
-def _link(element: Element, path: str, attribute: str, role: Role, out: _Found) -> None:
+def _link(element: Element, path: str, attribute: str, role: Role, order: _Order, out: _Found) -> None:
     value = _attr(element, attribute)
     if value is not None and value.strip():
         field = f"{path}@{attribute}"
-        out.append((element, Suggestion(value, ValueKind.URL, role, field, locator=element.span)))
+        out.append((element, Suggestion(value, ValueKind.URL, role, field, locator=(order[element],))))
 
 
-def _oauth(section: Element, path: str, out: _Found) -> None:
-    for child in section.children:
-        kind = _OAUTH.get(child.tag.lower())
+def _oauth(section: Element, path: str, order: _Order, out: _Found) -> None:
+    for child in section:
+        child_name = name(child)
+        kind = _OAUTH.get(child_name.key)
         if kind is not None:
-            value = _text(child)
+            field = f"{path}/{child_name.local}"
+            value = _text(child, field)
             if value.strip():
-                field = f"{path}/{child.tag}"
-                out.append((section, Suggestion(value, kind, Role.OAUTH, field, locator=section.span)))
+                out.append((section, Suggestion(value, kind, Role.OAUTH, field, locator=(order[section],))))
 
 
-def _named(parent: Element, prefix: str) -> Iterator[tuple[Element, str]]:
-    """Children with their field paths, indexed like `Element.path()` where a name repeats.
-
-    One pass per level instead of `path()` per suggestion, which rescans siblings at every level.
-    """
-    totals: dict[str, int] = {}
-    for child in parent.children:
-        totals[child.tag] = totals.get(child.tag, 0) + 1
-    seen: dict[str, int] = {}
-    for child in parent.children:
-        if totals[child.tag] == 1:
-            yield child, prefix + child.tag
-        else:
-            seen[child.tag] = seen.get(child.tag, 0) + 1
-            yield child, f"{prefix}{child.tag}[{seen[child.tag]}]"
-
-
-def _section(element: Element, path: str, out: _Found) -> None:
+def _section(element: Element, element_name: Name, path: str, order: _Order, out: _Found) -> None:
     """One child of `clientConfig` or `emailProvider`; anything unknown is ignored."""
-    tag = element.tag.lower()
-    if tag in _SECTIONS:
-        _server(element, path, _SECTIONS[tag], out)
-    elif tag in _LINKS:
-        _link(element, path, *_LINKS[tag], out)
-    elif tag == "webmail":
-        for page, page_path in _named(element, path + "/"):
-            if page.tag.lower() in _WEBMAIL_PAGES:
-                _link(page, page_path, "url", Role.WEB, out)
-    elif tag == "oauth2":
-        _oauth(element, path, out)
+    key = element_name.key
+    if key in _SECTIONS:
+        _server(element, path, _SECTIONS[key], order, out)
+    elif key in _LINKS:
+        _link(element, path, *_LINKS[key], order, out)
+    elif key == "webmail":
+        for page, page_name, page_path in named_children(element, path + "/"):
+            if page_name.key in _WEBMAIL_PAGES:
+                _link(page, page_path, "url", Role.WEB, order, out)
+    elif key == "oauth2":
+        _oauth(element, path, order, out)
 
 
 def _read(body: bytes) -> _Found:
     """Every suggestion with its rewrite unit, in document order."""
-    root = parse_xml(body)
-    if root.tag != "clientConfig" or root.ns:
-        where = f"{{{root.ns}}}" if root.ns else ""
-        raise MalformedDocument(f"root element is <{where}{root.tag}>, not <clientConfig>")
-    if root.kid("emailProvider") is None:
+    root = read_xml(body)
+    root_name = name(root)
+    if root_name.local != "clientConfig" or root_name.ns:
+        where = f"{{{root_name.ns}}}" if root_name.ns else ""
+        raise MalformedDocument(f"root element is <{where}{root_name.local}>, not <clientConfig>")
+    if kid(root, "emailprovider") is None:
         raise MalformedDocument("clientConfig without emailProvider")
+    order = ordinals(root)
     out: _Found = []
-    for element, path in _named(root, ""):
-        if element.tag.lower() == "emailprovider":
-            for inner, inner_path in _named(element, path + "/"):
-                _section(inner, inner_path, out)
+    for element, element_name, path in named_children(root, ""):
+        if element_name.key == "emailprovider":
+            for inner, inner_name, inner_path in named_children(element, path + "/"):
+                _section(inner, inner_name, inner_path, order, out)
         else:
-            _section(element, path, out)
+            _section(element, element_name, path, order, out)
     return out
 
 
@@ -212,8 +200,8 @@ def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | 
     if result is None:
         return None
     new_body, kept = result
-    kept_tags = {unit.tag.lower() for unit in kept}
-    if not {"incomingserver", "outgoingserver"} <= kept_tags:
+    kept_keys = {name(unit).key for unit in kept}
+    if not {"incomingserver", "outgoingserver"} <= kept_keys:
         return None
     return new_body
 

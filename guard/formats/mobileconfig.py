@@ -37,7 +37,7 @@ from typing import TypeAlias
 
 from guard.errors import MalformedDocument
 from guard.formats import Format
-from guard.formats._xml import Element, cut_units, parse_xml
+from guard.formats._xml import Element, cut_units, name, ordinals, read_xml, text
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "mobileconfig"
@@ -62,43 +62,55 @@ _Value: TypeAlias = "str | int | float | bool | bytes | list[_Value] | _Dict"
 
 
 def _blank(element: Element) -> None:
-    """Containers and booleans hold elements only: stray text would be a different document."""
-    if element.text.strip(_XML_SPACE):
-        raise MalformedDocument(f"<{element.tag}>: unexpected text {element.text.strip()[:20]!r}")
+    """Containers and booleans hold elements only: stray text would be a different document.
+
+    The C tree keeps text before the first child in `.text` and text after each child in that
+    child's `.tail`, so both are checked.
+    """
+    for stray in (element.text, *(child.tail for child in element)):
+        if stray and stray.strip(_XML_SPACE):
+            raise MalformedDocument(f"<{name(element).local}>: unexpected text {stray.strip()[:20]!r}")
 
 
 def _leaf(element: Element) -> str:
-    if element.children:
-        raise MalformedDocument(f"<{element.tag}>: unexpected child element <{element.children[0].tag}>")
-    return element.text
+    """A value's text; a child element would hide text from one reader or the other."""
+    if len(element):
+        raise MalformedDocument(
+            f"<{name(element).local}>: unexpected child element <{name(element[0]).local}>")
+    return text(element)
 
 
 def _dict(element: Element) -> _Dict:
     _blank(element)
-    children = element.children
+    children = list(element)
     if len(children) % 2:
         raise MalformedDocument("<dict>: a key without a value")
     items: dict[str, _Value] = {}
     for key, value in zip(children[::2], children[1::2], strict=True):
-        if key.tag != "key" or key.ns:
-            raise MalformedDocument(f"<dict>: expected <key>, found <{key.tag}>")
-        name = _leaf(key)
-        if name in items:
-            raise MalformedDocument(f"<dict>: duplicate key {name[:40]!r}")
-        items[name] = _value(value)
+        key_name = name(key)
+        if key_name.local != "key" or key_name.ns:
+            raise MalformedDocument(f"<dict>: expected <key>, found <{key_name.local}>")
+        entry = _leaf(key)
+        if entry in items:
+            raise MalformedDocument(f"<dict>: duplicate key {entry[:40]!r}")
+        items[entry] = _value(value)
     return _Dict(element, items)
 
 
 def _value(element: Element) -> _Value:
-    """One plist value, checked against Apple's PropertyList-1.0 DTD."""
-    tag = element.tag
-    if element.ns:
+    """One plist value, checked against Apple's PropertyList-1.0 DTD.
+
+    Recursive, which is safe: `read_xml` refuses trees deeper than `MAX_DEPTH`.
+    """
+    element_name = name(element)
+    tag = element_name.local
+    if element_name.ns:
         raise MalformedDocument(f"<{tag}>: plist elements have no namespace")
     if tag == "dict":
         return _dict(element)
     if tag == "array":
         _blank(element)
-        return [_value(child) for child in element.children]
+        return [_value(child) for child in element]
     text = _leaf(element)
     if tag == "string":
         return text
@@ -247,25 +259,26 @@ def _plist(body: bytes) -> bytes:
 
 def _read(body: bytes) -> list[tuple[Element, Suggestion]]:
     """Every suggestion with its payload `<dict>`; locators are empty for a signed profile."""
-    signed = _signed(body)
-    root = parse_xml(_plist(body), allow_doctype=True)
-    if root.tag != "plist" or root.ns:
-        raise MalformedDocument(f"root element is <{root.tag}>, not <plist>")
+    root = read_xml(_plist(body), allow_doctype=True)
+    root_name = name(root)
+    if root_name.local != "plist" or root_name.ns:
+        raise MalformedDocument(f"root element is <{root_name.local}>, not <plist>")
     _blank(root)
-    if len(root.children) != 1:
+    if len(root) != 1:
         raise MalformedDocument("<plist> must hold exactly one value")
-    top = _value(root.children[0])
+    top = _value(root[0])
     if not isinstance(top, _Dict):
         raise MalformedDocument("a profile is a <dict>")
     content = top.items.get("PayloadContent", [])
     if not isinstance(content, list):
         raise MalformedDocument("PayloadContent: expected an array")
+    order = None if _signed(body) else ordinals(root)  # a signed profile cannot be cut: no locators
     out: list[tuple[Element, Suggestion]] = []
     for index, payload in enumerate(content):
         field = f"PayloadContent[{index}]"
         if not isinstance(payload, _Dict):
             raise MalformedDocument(f"{field}: expected a dict")
-        locator = () if signed else payload.element.span
+        locator = () if order is None else (order[payload.element],)
         out.extend((payload.element, s) for s in _payload(payload, field, locator))
     return out
 
@@ -281,7 +294,7 @@ def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | 
         return body
     if _signed(body):
         return None
-    result = cut_units(body, _read(body), drop)
+    result = cut_units(body, _read(body), drop, allow_doctype=True)
     if result is None or not result[1]:
         return None
     return result[0]

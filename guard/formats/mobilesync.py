@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from guard.formats import Format
 from guard.formats._exchange import MOBILESYNC_NS, Found, cut, error_reply, leaf, read_answer
-from guard.formats._xml import Element, named_children
+from guard.formats._xml import Element, kid, named_children
 from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
 
 NAME = "mobilesync"
@@ -35,11 +35,11 @@ NAME = "mobilesync"
 
 def _server(server: Element, path: str, out: Found) -> None:
     """One `Settings/Server`: `Url` always, `Name` when it is a MobileSync server."""
-    kind = server.kid("Type")
-    mobile = kind is not None and leaf(kind).strip().lower() == "mobilesync"
+    kind = kid(server, "type")
+    mobile = kind is not None and leaf(kind, path + "/Type").strip().lower() == "mobilesync"
     role = Role.EAS if mobile else Role.OTHER
-    for child, field in named_children(server, path + "/"):
-        tag = child.tag.lower()
+    for child, child_name, field in named_children(server, path + "/"):
+        tag = child_name.key
         if tag == "url" or (tag == "name" and mobile):
             out.add(child, field, role, server, container=server)
 
@@ -47,13 +47,13 @@ def _server(server: Element, path: str, out: Found) -> None:
 def _action(action: Element, prefix: str, out: Found) -> bool:
     """Suggestions of one `Action`; True when it carries an `Error`."""
     error = False
-    for child, field in named_children(action, prefix):
-        tag = child.tag.lower()
+    for child, child_name, field in named_children(action, prefix):
+        tag = child_name.key
         if tag == "redirect":
             out.add(child, field, Role.REDIRECT, child, kind=ValueKind.EMAIL)
         elif tag == "settings":
-            for server, server_field in named_children(child, field + "/"):
-                if server.tag.lower() == "server":
+            for server, server_name, server_field in named_children(child, field + "/"):
+                if server_name.key == "server":
                     _server(server, server_field, out)
         elif tag == "error":
             error = True

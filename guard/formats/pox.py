@@ -105,14 +105,14 @@ def _protocol(protocol: Element, path: str, top: Element, out: Found) -> None:
     number: int | None = None
     words = {"type": "", "ssl": "", "encryption": ""}
     values: list[tuple[str, Element, str]] = []
-    for child, field in named_children(protocol, path + "/"):
-        tag = child.tag.lower()
+    for child, child_name, field in named_children(protocol, path + "/"):
+        tag = child_name.key
         if tag == "port":
-            value = read_port(child)
+            value = read_port(child, field)
             number = value if number is None else number
         elif tag in words:
             if not words[tag]:
-                words[tag] = leaf(child).strip().lower()
+                words[tag] = leaf(child, field).strip().lower()
         else:
             values.append((tag, child, field))
     role = _TYPES.get(words["type"], Role.OTHER)
@@ -127,12 +127,12 @@ def _protocol(protocol: Element, path: str, top: Element, out: Found) -> None:
         elif tag == "certprincipalname":  # msstd:<host> (formats.md §1.4)
             out.add(child, field, role, child, container=top, kind=ValueKind.HOST)
         elif tag in _MAPI_HTTP:
-            for url, url_field in named_children(child, field + "/"):
-                if url.tag.lower() in _MAPI_URLS:
+            for url, url_name, url_field in named_children(child, field + "/"):
+                if url_name.key in _MAPI_URLS:
                     out.add(url, url_field, Role.MAPI, child, container=top, kind=ValueKind.URL)
         elif tag in ("internal", "external"):
-            for inner, inner_field in named_children(child, field + "/"):
-                inner_tag = inner.tag.lower()
+            for inner, inner_name, inner_field in named_children(child, field + "/"):
+                inner_tag = inner_name.key
                 if inner_tag == "owaurl":
                     out.add(inner, inner_field, Role.WEB, inner, container=top, kind=ValueKind.URL)
                 elif inner_tag == "protocol":
@@ -142,8 +142,8 @@ def _protocol(protocol: Element, path: str, top: Element, out: Found) -> None:
 def _account(account: Element, prefix: str, out: Found) -> bool:
     """Suggestions of one `Account`; True when it carries an `Error`."""
     error = False
-    for child, field in named_children(account, prefix):
-        tag = child.tag.lower()
+    for child, child_name, field in named_children(account, prefix):
+        tag = child_name.key
         if tag == "protocol":
             _protocol(child, field, child, out)
         elif tag in _REDIRECTS:

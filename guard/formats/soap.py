@@ -53,7 +53,7 @@ from guard.formats._exchange import (
     mailbox,
     read_port,
 )
-from guard.formats._xml import Element, named_children, parse_xml
+from guard.formats._xml import Element, kid, kids, name, named_children, read_xml
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "soap"
@@ -107,15 +107,15 @@ def _connection(out: Found, item: Element, path: str, role: Role, *, unit: Eleme
     number: int | None = None
     transport = Transport.UNKNOWN
     hosts: list[tuple[Element, str]] = []
-    for child, field in named_children(item, path + "/"):
-        tag = child.tag.lower()
+    for child, child_name, field in named_children(item, path + "/"):
+        tag = child_name.key
         if tag == "hostname":
             hosts.append((child, field))
         elif tag == "port":
-            value = read_port(child)  # every port is checked, the first one counts
+            value = read_port(child, field)  # every port is checked, the first one counts
             number = value if number is None else number
         elif tag == "encryptionmethod" and transport is Transport.UNKNOWN:
-            transport = ENCRYPTION.get(leaf(child).strip().lower(), Transport.UNKNOWN)
+            transport = ENCRYPTION.get(leaf(child, field).strip().lower(), Transport.UNKNOWN)
     for child, field in hosts:
         out.add(child, field, role, unit, container=setting, kind=ValueKind.HOST, port=number,
                 transport=transport)
@@ -130,19 +130,18 @@ _COLLECTIONS = {
 }
 
 
-def _collection(collection: Element, path: str, name: str, setting: Element, out: Found) -> None:
-    """The items of one collection; each item is its own unit while it has siblings."""
-    tag = collection.tag.lower()
-    items = [(i, f) for i, f in named_children(collection, path + "/") if i.tag.lower() == _COLLECTIONS[tag]]
-    low = name.lower()
+def _collection(collection: Element, tag: str, path: str, setting_name: str, setting: Element, out: Found) -> None:
+    """The items of one collection (`tag`, lower-cased); each item is its own unit while it has siblings."""
+    items = [(i, f) for i, n, f in named_children(collection, path + "/") if n.key == _COLLECTIONS[tag]]
+    low = setting_name.lower()
     role = next((r for word, r in _CONNECTION_ROLES if word in low), Role.OTHER)
     for item, field in items:
         unit = item if len(items) > 1 else setting
         if tag == "protocolconnections":
             _connection(out, item, field, role, unit=unit, setting=setting)
         elif tag == "webclienturls":
-            for url, url_field in named_children(item, field + "/"):
-                if url.tag.lower() == "url":
+            for url, url_name, url_field in named_children(item, field + "/"):
+                if url_name.key == "url":
                     out.add(url, url_field, Role.WEB, unit, container=setting, kind=ValueKind.URL)
         else:
             mailbox(item, field, unit, out)
@@ -150,35 +149,35 @@ def _collection(collection: Element, path: str, name: str, setting: Element, out
 
 def _setting(setting: Element, prefix: str, out: Found) -> None:
     """One `UserSetting`/`DomainSetting`, whatever its `xsi:type`: the children decide the shape."""
-    named = setting.kid("Name")
-    name = leaf(named).strip() if named is not None else ""
-    field = prefix + (name or setting.tag)
-    for child in setting.children:
-        tag = child.tag.lower()
+    named = kid(setting, "name")
+    setting_name = leaf(named, prefix + "Name").strip() if named is not None else ""
+    field = prefix + (setting_name or name(setting).local)
+    for child in setting:
+        tag = name(child).key
         if tag == "value":
-            role = _string_role(name)
+            role = _string_role(setting_name)
             if role is not None:
                 out.add(child, field, role, setting, container=setting)
         elif tag in _COLLECTIONS:
-            _collection(child, field, name, setting, out)
+            _collection(child, tag, field, setting_name, setting, out)
 
 
 def _response(item: Element, prefix: str, setting_tags: tuple[str, str], out: Found) -> bool:
     """One `UserResponse`/`DomainResponse`; True when its `ErrorCode` is an error."""
-    code_element = item.kid("ErrorCode")
-    code = leaf(code_element).strip().lower() if code_element is not None else ""
-    for child, field in named_children(item, prefix):
-        tag = child.tag.lower()
+    code_element = kid(item, "errorcode")
+    code = leaf(code_element, prefix + "ErrorCode").strip().lower() if code_element is not None else ""
+    for child, child_name, field in named_children(item, prefix):
+        tag = child_name.key
         if tag == "redirecttarget" and (attr(child, "nil") or "").strip() != "true":
-            value = leaf(child)
+            value = leaf(child, field)
             if code == "redirectaddress" or (code != "redirecturl" and "@" in value and "://" not in value):
                 kind = ValueKind.EMAIL
             else:
                 kind = ValueKind.URL
             out.add(child, field, Role.REDIRECT, child, kind=kind)
         elif tag == setting_tags[0]:
-            for setting, _ in named_children(child, ""):
-                if setting.tag.lower() == setting_tags[1]:
+            for setting in child:
+                if name(setting).key == setting_tags[1]:
                     _setting(setting, field + "/", out)
     return code not in _NO_ERROR and code not in _REDIRECTS
 
@@ -186,36 +185,38 @@ def _response(item: Element, prefix: str, setting_tags: tuple[str, str], out: Fo
 def _message(message: Element, names: tuple[str, str, str, str], out: Found) -> bool:
     """A GetUserSettings/GetDomainSettings message; True when any `ErrorCode` is an error."""
     error = False
-    for response in message.kids("Response"):
-        for child in response.children:
-            tag = child.tag.lower()
+    for response in kids(message, "response"):
+        for child in response:
+            tag = name(child).key
             if tag == "errorcode":
-                error = leaf(child).strip().lower() not in _NO_ERROR or error
+                error = leaf(child, "Response/ErrorCode").strip().lower() not in _NO_ERROR or error
             elif tag == names[0]:
-                for item, field in named_children(child, ""):
-                    if item.tag.lower() == names[1]:
+                for item, item_name, field in named_children(child, ""):
+                    if item_name.key == names[1]:
                         error = _response(item, field + "/", names[2:], out) or error
     return error
 
 
 def _read(body: bytes) -> tuple[Found, bool]:
-    root = parse_xml(body)
-    if root.tag.lower() != "envelope" or root.ns != SOAP_NS:
-        raise MalformedDocument(f"root element is <{{{root.ns}}}{root.tag}>, not a SOAP 1.1 Envelope")
-    bodies = [b for b in root.kids("Body") if b.ns == SOAP_NS]
+    root = read_xml(body)
+    root_name = name(root)
+    if root_name.key != "envelope" or root_name.ns != SOAP_NS:
+        raise MalformedDocument(f"root element is <{{{root_name.ns}}}{root_name.local}>, not a SOAP 1.1 Envelope")
+    bodies = [b for b in kids(root, "body") if name(b).ns == SOAP_NS]
     if not bodies:
         raise MalformedDocument("SOAP Envelope without a Body")
-    out = Found()
+    out = Found(root)
     error = False
     for soap_body in bodies:
-        for message in soap_body.children:
-            tag = message.tag.lower()
-            if message.ns == SOAP_NS and tag == "fault":
+        for message in soap_body:
+            message_name = name(message)
+            if message_name.ns == SOAP_NS and message_name.key == "fault":
                 error = True
-            elif message.ns == SVC_NS and tag in _MESSAGES:
-                error = _message(message, _MESSAGES[tag], out) or error
+            elif message_name.ns == SVC_NS and message_name.key in _MESSAGES:
+                error = _message(message, _MESSAGES[message_name.key], out) or error
             else:
-                raise MalformedDocument(f"unexpected SOAP body element <{{{message.ns}}}{message.tag}>")
+                raise MalformedDocument(
+                    f"unexpected SOAP body element <{{{message_name.ns}}}{message_name.local}>")
     return out, error
 
 

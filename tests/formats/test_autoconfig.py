@@ -12,7 +12,7 @@ from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats import autoconfig, sniff_body
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
-from tests.conftest import examples
+from tests.conftest import examples, unit_span
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -148,8 +148,9 @@ def test_every_locator_spans_the_unit_that_holds_the_suggestion(name: str) -> No
     for s in autoconfig.parse(body).suggestions:
         path = s.field.split("@")[0] if "@" in s.field else s.field.rsplit("/", 1)[0]
         unit = re.sub(r"\[\d+\]$", "", path.rsplit("/", 1)[-1])
-        start, end = s.locator
-        text = body[int(start):int(end)]
+        assert len(s.locator) == 1  # (ordinal,)
+        start, end = unit_span(body, s)
+        text = body[start:end]
         assert text.startswith(f"<{unit}".encode())
         assert text.endswith((f"</{unit}>".encode(), b"/>"))
 
@@ -270,7 +271,7 @@ def test_rewrite_cuts_exactly_the_unit_and_the_indentation_before_it() -> None:
     body = _read("autoconfig__oauth2_foreign_authurl.xml")
     parsed = autoconfig.parse(body)
     oauth = next(s for s in parsed.suggestions if s.role is Role.OAUTH)
-    start, end = (int(x) for x in oauth.locator)
+    start, end = unit_span(body, oauth)
     segment = body[start:end]
     assert segment.startswith(b"<oAuth2>") and segment.endswith(b"</oAuth2>")
     out = autoconfig.rewrite(body, parsed, [oauth])
@@ -311,8 +312,9 @@ def test_rewrite_refuses_when_no_outgoing_server_would_remain() -> None:
 def test_rewrite_refuses_a_suggestion_it_cannot_locate() -> None:
     body = _read("autoconfig__benign_own_domain.xml")
     parsed = autoconfig.parse(body)
-    stranger = Suggestion("evil.net", H, Role.IMAP, "x", locator=(1, 2))
-    assert autoconfig.rewrite(body, parsed, [stranger]) is None
+    for locator in ((0,), (1,), (10_000,)):  # the root and <emailProvider> hold no suggestion; no such element
+        stranger = Suggestion("evil.net", H, Role.IMAP, "x", locator=locator)
+        assert autoconfig.rewrite(body, parsed, [stranger]) is None
 
 
 def test_rewrite_dropping_nothing_returns_the_body_unchanged() -> None:
@@ -336,6 +338,9 @@ def test_format_object_and_sniffing_agree() -> None:
 
 def test_a_nesting_bomb_is_refused() -> None:
     with pytest.raises(BodyTooLarge):
+        autoconfig.parse(b"<clientConfig><emailProvider>" + b"<a>" * 100_000 + b"</a>" * 100_000
+                         + b"</emailProvider></clientConfig>")
+    with pytest.raises(UntrustedInputError):  # unclosed: refused too, as malformed or as too deep
         autoconfig.parse(b"<clientConfig><emailProvider>" + b"<a>" * 100_000)
 
 

@@ -17,7 +17,7 @@ from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.formats import mobileconfig, sniff_body
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
-from tests.conftest import examples
+from tests.conftest import examples, unit_span
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -119,7 +119,8 @@ def test_each_fixture_yields_its_expected_suggestions(name: str) -> None:
     assert not parsed.error_answer
     assert _rows(parsed.suggestions) == EXPECTED[name]
     for s in parsed.suggestions:  # the unit is the payload <dict> inside PayloadContent
-        start, end = (int(x) for x in s.locator)
+        assert len(s.locator) == 1  # (ordinal,)
+        start, end = unit_span(body, s, allow_doctype=True)
         assert body[start:end].startswith(b"<dict>") and body[start:end].endswith(b"</dict>")
         assert b"<key>PayloadType</key>" in body[start:end]
 
@@ -215,6 +216,27 @@ def test_documents_that_are_not_strict_plists_are_malformed(body: bytes) -> None
         mobileconfig.parse(body)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<plist><dict><key>a</key>text<string>1</string></dict></plist>",  # between key and value
+        b"<plist><dict><key>a</key><string>1</string>text</dict></plist>",  # after the last value
+        b"<plist><dict><key>a</key><array><string>1</string>text<string>2</string></array></dict></plist>",
+        b"<plist><dict/>text</plist>",
+        b"<plist><dict><key>a</key><true/>t<!-- comment -->ext</dict></plist>",
+    ],
+)
+def test_stray_text_after_a_child_is_malformed(body: bytes) -> None:
+    """The C tree keeps text after a child in that child's tail: it must be checked like leading text."""
+    with pytest.raises(MalformedDocument, match="unexpected text"):
+        mobileconfig.parse(body)
+
+
+def test_whitespace_between_children_is_not_stray_text() -> None:
+    body = b"<plist>\n<dict>\n\t<key>a</key>\r\n <array> <string>1</string>\n</array>\n</dict>\n</plist>"
+    assert mobileconfig.parse(body).suggestions == ()
+
+
 def test_a_signed_profile_is_judged_from_its_embedded_plist_without_locators() -> None:
     assert SIGNED[:1] == b"\x30"
     assert sniff_body(SIGNED) == "mobileconfig"
@@ -257,7 +279,7 @@ def test_rewrite_removes_exactly_the_payload_dict_and_keeps_the_others() -> None
     parsed = mobileconfig.parse(body)
     drop = [s for s in parsed.suggestions if "collector-mail.net" in s.value]
     out = mobileconfig.rewrite(body, parsed, drop)
-    start, end = (int(x) for x in drop[0].locator)
+    start, end = unit_span(body, drop[0], allow_doctype=True)
     assert out == body.replace(b"\n    " + body[start:end], b"")
     assert out.startswith(HEAD.encode())
     assert b"collector-mail.net" not in out and b"pop.contoso.com" not in out  # the whole payload goes
@@ -274,7 +296,8 @@ def test_rewrite_refuses_when_only_payloads_without_servers_would_remain() -> No
 def test_rewrite_refuses_a_suggestion_it_cannot_locate() -> None:
     body = _read("mobileconfig__benign_own_domain.xml")
     parsed = mobileconfig.parse(body)
-    assert mobileconfig.rewrite(body, parsed, [Suggestion("x", H, Role.IMAP, "x", locator=(0, 5))]) is None
+    for locator in ((0,), (1,), (10_000,)):  # <plist> and the top <dict> hold no suggestion; no such element
+        assert mobileconfig.rewrite(body, parsed, [Suggestion("x", H, Role.IMAP, "x", locator=locator)]) is None
 
 
 def test_block_is_a_403_with_a_text_body_that_is_no_profile() -> None:
@@ -294,6 +317,8 @@ def test_format_object_and_sniffing_agree() -> None:
 
 def test_a_nesting_bomb_is_refused() -> None:
     with pytest.raises(BodyTooLarge):
+        mobileconfig.parse(b"<plist>" + b"<array>" * 100_000 + b"</array>" * 100_000 + b"</plist>")
+    with pytest.raises(UntrustedInputError):  # unclosed: refused too, as malformed or as too deep
         mobileconfig.parse(b"<plist>" + b"<array>" * 100_000)
 
 

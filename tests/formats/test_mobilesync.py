@@ -12,7 +12,7 @@ from guard.formats import mobilesync, sniff_body
 from guard.formats._exchange import BASE_NS, MOBILESYNC_NS, OUTLOOK_NS
 from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, ValueKind
-from tests.conftest import examples
+from tests.conftest import examples, unit_span
 from tests.formats._json_fuzz import mutated
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -92,7 +92,7 @@ def test_each_fixture_yields_its_expected_suggestions(name: str) -> None:
 def test_every_locator_spans_the_server_or_the_redirect(name: str) -> None:
     body = _read(name)
     for s in mobilesync.parse(body).suggestions:
-        start, end = (int(x) for x in s.locator)
+        start, end = unit_span(body, s)
         unit = body[start:end]
         tag = b"Redirect" if s.role is Role.REDIRECT else b"Server"
         assert unit.startswith(b"<" + tag + b">") and unit.endswith(b"</" + tag + b">")
@@ -181,7 +181,7 @@ def test_rewrite_removes_exactly_the_server_and_keeps_the_sync_server() -> None:
     body = _doc(_settings(SYNC, _server("CertEnroll", "https://cert.evil.net/CertEnroll")))
     parsed = mobilesync.parse(body)
     bad = [s for s in parsed.suggestions if "evil.net" in s.value]
-    start, end = (int(x) for x in bad[0].locator)
+    start, end = unit_span(body, bad[0])
     out = mobilesync.rewrite(body, parsed, bad)
     assert out == body[:start].rstrip(b" \n") + body[end:]
     assert b"evil.net" not in out
@@ -207,7 +207,7 @@ def test_rewrite_refuses_when_only_a_cert_enrolment_server_would_remain() -> Non
 def test_rewrite_refuses_a_suggestion_it_cannot_locate_and_returns_the_body_for_nothing() -> None:
     body = _read("mobilesync__benign_own_domain.xml")
     parsed = mobilesync.parse(body)
-    stranger = Suggestion("https://evil.net/", U, Role.EAS, "x", locator=(1, 2))
+    stranger = Suggestion("https://evil.net/", U, Role.EAS, "x", locator=(999,))
     assert mobilesync.rewrite(body, parsed, [stranger]) is None
     assert mobilesync.rewrite(body, parsed, []) is body
 
@@ -232,7 +232,8 @@ def test_format_object_and_sniffing_agree() -> None:
 
 def test_a_nesting_bomb_is_refused() -> None:
     with pytest.raises(BodyTooLarge):
-        mobilesync.parse(f'<Autodiscover xmlns="{BASE_NS}"><Response>'.encode() + b"<a>" * 100_000)
+        mobilesync.parse(f'<Autodiscover xmlns="{BASE_NS}"><Response>'.encode()
+                         + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</Response></Autodiscover>")
 
 
 def test_an_oversized_body_is_refused() -> None:

@@ -1,70 +1,148 @@
-"""The hardened span-keeping XML reader every XML format shares (guard/formats/_xml.py)."""
+"""The hardened XML reader every XML format shares (guard/formats/_xml.py): C trees for judging,
+byte spans by ordinal for rewriting."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from guard.errors import BodyTooLarge, MalformedDocument
-from guard.formats._xml import MAX_DEPTH, Element, parse_xml
+from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
+from guard.formats._xml import (
+    MAX_DEPTH,
+    Element,
+    cut_ordinals,
+    element_spans,
+    name,
+    named_children,
+    read_xml,
+    text,
+)
 from tests.conftest import FIXTURES
 
 XML_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.xml"))
 # fixtures the reader must refuse: broken on purpose, or carrying entities
 REFUSED = {"autoconfig__truncated.xml", "autoconfig__xxe_external_entity.xml", "pox__entity_expansion.xml",
            "pox__truncated.xml"}
+READABLE = sorted(set(XML_FIXTURES) - REFUSED)
+PLIST_DOCTYPE = b'<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">'
+HOSTILE = (
+    b'<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>',
+    b'<!DOCTYPE a SYSTEM "http://x/"><a/>',
+    b'<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY % p SYSTEM "http://x/">%p;]><a/>',
+    b"<a></a><b></b>",
+    b"<a>",
+    b"",
+    b'<?xml version="1.0" encoding="TF-8"?><a/>',
+)
 
 
-def _parsed(name: str) -> Element | None:
+def _doctype_allowed(name_: str) -> bool:
+    return name_.startswith("mobileconfig")
+
+
+def _tree(name_: str) -> Element | None:
     try:
-        return parse_xml((FIXTURES / name).read_bytes(), allow_doctype=name.startswith("mobileconfig"))
-    except (MalformedDocument, BodyTooLarge):
+        return read_xml((FIXTURES / name_).read_bytes(), allow_doctype=_doctype_allowed(name_))
+    except UntrustedInputError:
         return None
 
 
 def test_exactly_the_hostile_and_broken_fixtures_are_refused() -> None:
-    assert {name for name in XML_FIXTURES if _parsed(name) is None} == REFUSED
+    assert {n for n in XML_FIXTURES if _tree(n) is None} == REFUSED
 
 
-def test_direct_text_is_kept_per_element_and_excludes_the_childrens_text() -> None:
-    root = parse_xml(b"<a>one<b>inner</b>two<c/>three</a>")
-    assert root.text == "onetwothree"
-    assert [(c.tag, c.text) for c in root.children] == [("b", "inner"), ("c", "")]
+@pytest.mark.parametrize("name_", sorted(REFUSED))
+def test_the_span_reader_refuses_the_same_fixtures(name_: str) -> None:
+    with pytest.raises(UntrustedInputError):
+        element_spans((FIXTURES / name_).read_bytes())
 
 
 def test_text_split_by_comments_cdata_and_references_is_joined() -> None:
-    root = parse_xml(b"<a><h>mail.<!-- x -->contoso<![CDATA[.com]]>&#46;</h></a>")
-    assert root.children[0].text == "mail.contoso.com."
+    root = read_xml(b"<a><h>mail.<!-- x -->contoso<![CDATA[.com]]>&#46;</h></a>")
+    assert text(root[0]) == "mail.contoso.com."
 
 
 def test_text_longer_than_the_expat_buffer_arrives_whole() -> None:
     host = "a" * 20_000
-    assert parse_xml(f"<a><h>{host}</h></a>".encode()).children[0].text == host
+    assert text(read_xml(f"<a><h>{host}</h></a>".encode())[0]) == host
 
 
-@pytest.mark.parametrize("name", sorted(set(XML_FIXTURES) - REFUSED))
-def test_every_element_span_covers_exactly_its_start_to_end_tag(name: str) -> None:
-    body = (FIXTURES / name).read_bytes()
-    root = _parsed(name)
+def test_names_split_namespace_and_local_name_and_compare_lower_case() -> None:
+    root = read_xml(b'<A xmlns="urn:x"><p:Server xmlns:p="urn:y"/><Port/></A>')
+    assert [tuple(name(e)) for e in root.iter()] == [
+        ("urn:x", "A", "a"), ("urn:y", "Server", "server"), ("urn:x", "Port", "port")]
+
+
+def test_named_children_index_only_the_names_that_repeat() -> None:
+    root = read_xml(b"<a><P/><Q/><P/></a>")
+    assert [field for _, _, field in named_children(root, "a/")] == ["a/P[1]", "a/Q", "a/P[2]"]
+
+
+@pytest.mark.parametrize("name_", READABLE)
+def test_each_span_is_the_element_at_the_same_ordinal_of_the_tree(name_: str) -> None:
+    body = (FIXTURES / name_).read_bytes()
+    root = _tree(name_)
     assert root is not None
-    for element in root.iter():
-        start, end = element.span
+    spans = element_spans(body, allow_doctype=_doctype_allowed(name_))
+    elements = list(root.iter())
+    assert len(spans) == len(elements)
+    for element, (start, end) in zip(elements, spans, strict=True):
         chunk = body[start:end]
-        assert chunk.startswith(b"<") and chunk.endswith(b">"), (element.path(), chunk[:40])
-        if element.children:
-            first, last = element.children[0].span, element.children[-1].span
-            assert start < first[0] and last[1] < end
+        local = name(element).local.encode()
+        opening = re.match(rb"<([\w.:-]+)", chunk)
+        closing = re.search(rb"</([\w.:-]+)\s*>$", chunk)
+        assert opening is not None and opening.group(1).rpartition(b":")[2] == local, chunk[:40]
+        assert chunk.endswith(b"/>") or (closing is not None and closing.group(1).rpartition(b":")[2] == local)
 
 
 def test_spans_skip_a_greater_than_sign_inside_quoted_attribute_values() -> None:
     body = b'<a><b x="1>2" y=\'>\'/><c q=">">t</c></a>'
-    root = parse_xml(body)
-    assert [body[slice(*c.span)] for c in root.children] == [b'<b x="1>2" y=\'>\'/>', b'<c q=">">t</c>']
+    assert [body[start:end] for start, end in element_spans(body)[1:]] == [b'<b x="1>2" y=\'>\'/>',
+                                                                          b'<c q=">">t</c>']
 
 
-def test_depth_cap_and_forbidden_constructs_are_refused() -> None:
-    with pytest.raises(BodyTooLarge):
-        parse_xml(b"<a>" * (MAX_DEPTH + 1) + b"</a>" * (MAX_DEPTH + 1))
-    for hostile in (b'<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>', b'<!DOCTYPE a SYSTEM "http://x/"><a/>',
-                    b"<a></a><b></b>", b"<a>"):
+def test_cutting_ordinals_removes_those_elements_and_the_whitespace_before_them() -> None:
+    body = b"<a>\n  <b>1</b>\n  <c><d/></c>\n  <e/>\n</a>"
+    assert cut_ordinals(body, [1, 2]) == b"<a>\n  <e/>\n</a>"
+    assert cut_ordinals(body, [2, 3]) == b"<a>\n  <b>1</b>\n  <e/>\n</a>"  # <d/> goes with its <c>
+    assert cut_ordinals(body, [3]) == b"<a>\n  <b>1</b>\n  <c></c>\n  <e/>\n</a>"
+
+
+def test_depth_cap_is_enforced_by_both_readers() -> None:
+    deep = b"<a>" * (MAX_DEPTH + 1) + b"</a>" * (MAX_DEPTH + 1)
+    at_cap = b"<a>" * MAX_DEPTH + b"</a>" * MAX_DEPTH
+    for reader in (read_xml, element_spans):
+        with pytest.raises(BodyTooLarge):
+            reader(deep)
+        reader(at_cap)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_forbidden_and_broken_documents_are_refused_by_both_readers(hostile: bytes) -> None:
+    for reader in (read_xml, element_spans):
         with pytest.raises(MalformedDocument):
-            parse_xml(hostile)
+            reader(hostile)
+
+
+def test_a_doctype_hidden_in_utf16_is_still_refused() -> None:
+    body = '<?xml version="1.0" encoding="utf-16"?><!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'.encode("utf-16")
+    assert b"<!DOCTYPE" not in body and b"<!ENTITY" not in body  # the byte scan cannot see it
+    with pytest.raises(MalformedDocument):
+        read_xml(body)
+    assert text(read_xml('<?xml version="1.0" encoding="utf-16"?><a>x</a>'.encode("utf-16"))) == "x"
+
+
+def test_a_bare_doctype_is_read_only_where_allowed_and_an_internal_subset_never() -> None:
+    body = b'<?xml version="1.0"?>\n' + PLIST_DOCTYPE + b'\n<plist version="1.0"><dict/></plist>'
+    with pytest.raises(MalformedDocument):
+        read_xml(body)
+    assert name(read_xml(body, allow_doctype=True)).local == "plist"
+    subset = b'<!DOCTYPE plist [<!ELEMENT plist ANY>]><plist/>'
+    with pytest.raises(MalformedDocument):
+        read_xml(subset, allow_doctype=True)
+
+
+def test_markup_declaration_words_inside_comments_and_text_are_harmless() -> None:
+    root = read_xml(b"<a><!-- <!ENTITY x> <!DOCTYPE y> --><b>&lt;!DOCTYPE</b></a>")
+    assert text(root[0]) == "<!DOCTYPE"
