@@ -12,7 +12,7 @@ from dataclasses import replace
 from guard import rules
 from guard.errors import UntrustedInputError
 from guard.formats import Format, detect
-from guard.model import Action, Decision, Finding, Parsed, Reply, Suggestion
+from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 from guard.names import InvalidHost, User, target_of
 from guard.policy import Policy, RuleAction
 
@@ -62,13 +62,23 @@ def judge(
 
 def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
               policy: Policy) -> tuple[list[Finding], tuple[str, ...]]:
-    """The rules' findings, and notes on foreign-host findings excused by MX evidence."""
+    """The rules' findings, and notes on foreign-host findings excused by MX evidence.
+
+    Answers name the same host many times (a POX answer lists mail.contoso.com in a dozen
+    URLs); the rules see only where a suggestion leads, so a value found clean once in this
+    answer is clean again and is not judged twice.
+    """
     found: list[Finding] = []
     notes: list[str] = []
+    clean: set[tuple[str, ValueKind, Transport, bool]] = set()
     reserved = rules.reserved_user_domain(user) if user is not None else None
     if reserved is not None:
         found.append(reserved)
     for suggestion in parsed.suggestions + extra:
+        leads_to = (suggestion.value, suggestion.kind, suggestion.transport, suggestion.role is Role.INFO)
+        if leads_to in clean:
+            continue
+        known = len(found)
         try:
             target = target_of(suggestion, user) if user is not None else target_of(suggestion, _NOBODY)
         except InvalidHost as exc:
@@ -93,6 +103,8 @@ def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
         for soft in (rules.idn_lookalike(subject), rules.plaintext(subject)):
             if soft is not None:
                 found.append(soft)
+        if len(found) == known:
+            clean.add(leads_to)
     return found, tuple(dict.fromkeys(notes))
 
 

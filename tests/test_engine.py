@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from guard import engine
 from guard.engine import judge
 from guard.formats import by_name
-from guard.model import Action
-from guard.names import User, target_of
+from guard.model import Action, Suggestion
+from guard.names import Target, User, target_of
 from guard.policy import Policy, load_policy
 from tests.conftest import FIXTURES, IndexedFixture, indexed_fixtures
 
@@ -138,3 +139,37 @@ def test_json_claiming_two_formats_is_malformed_whatever_the_url(default_policy:
         decision = judge(body, User.from_address("alice@contoso.com"), default_policy, url=url)
         assert decision.rules == ("malformed",)
         assert decision.action is Action.BLOCK
+
+
+def _pox(*servers: str) -> bytes:
+    protocols = "".join(f"<Protocol><Type>IMAP</Type><Server>{host}</Server><SSL>on</SSL></Protocol>"
+                        for host in servers)
+    return ('<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">'
+            '<Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">'
+            f"<Account><AccountType>email</AccountType><Action>settings</Action>{protocols}</Account>"
+            "</Response></Autodiscover>").encode()
+
+
+def test_every_occurrence_of_an_offending_host_gets_its_own_finding(default_policy: Policy) -> None:
+    body = _pox("imap.contoso.com", "imap.evil.net", "imap.contoso.com", "imap.evil.net")
+    decision = judge(body, User.from_address("alice@contoso.com"), default_policy)
+    fields = [f.field for f in decision.findings if f.rule == "foreign-host"]
+    assert fields == ["Account/Protocol[2]/Server", "Account/Protocol[4]/Server"]
+    assert decision.action is Action.REWRITE
+    assert decision.body is not None and b"evil" not in decision.body
+    assert decision.body.count(b"imap.contoso.com") == 2
+
+
+def test_a_clean_value_repeated_in_one_answer_is_judged_once(default_policy: Policy,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved: list[str] = []
+
+    def counting_target_of(suggestion: Suggestion, user: User) -> Target:
+        resolved.append(suggestion.value)
+        return target_of(suggestion, user)
+
+    monkeypatch.setattr(engine, "target_of", counting_target_of)
+    body = _pox("imap.contoso.com", "imap.evil.net", "imap.contoso.com", "imap.evil.net", "imap.contoso.com")
+    decision = judge(body, User.from_address("alice@contoso.com"), default_policy)
+    assert resolved == ["imap.contoso.com", "imap.evil.net", "imap.evil.net"]
+    assert len(decision.findings) == 2
