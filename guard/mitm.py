@@ -30,7 +30,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
@@ -256,11 +256,14 @@ def _url_key(url: str) -> str | None:
     return f"{parts.scheme.lower()}://{host}{parts.path.lower()}" if host else None
 
 
+_HOP_ROLES = frozenset({Role.REDIRECT, Role.AUTODISCOVER})
+
+
 def _hop_key(suggestion: Suggestion) -> str | None:
     """Where a redirect suggestion sends the client next, as a walk key (URL or mailto)."""
     if suggestion.kind is ValueKind.EMAIL:
         return "mailto:" + suggestion.value.strip().lower() if suggestion.role is Role.REDIRECT else None
-    if suggestion.role in (Role.REDIRECT, Role.AUTODISCOVER):
+    if suggestion.role in _HOP_ROLES:
         return _url_key(suggestion.value)
     return None
 
@@ -408,6 +411,9 @@ def _credential(request: http.Request, body: bytes) -> str | None:
 # --- the addon -----------------------------------------------------------------------------------
 
 
+_NO_WALK = Walk(None, frozenset())
+
+
 @dataclass(slots=True)
 class _FlowState:
     """What the guard keeps about one discovery flow between its hooks."""
@@ -419,7 +425,7 @@ class _FlowState:
     url: str
     user: User | None = None
     user_source: str = "unknown"
-    walk: Walk = field(default_factory=lambda: Walk(None, frozenset()))
+    walk: Walk = _NO_WALK
     elapsed: float = 0.0  # seconds spent in earlier hooks
     done: bool = False
 
@@ -640,8 +646,8 @@ class AutodiscoverGuard:
         walk = self.redirects.claim(state.client, keys, time.monotonic())
         if walk is not None and walk.user is not None:
             state.user, state.user_source = walk.user, "redirect"
-        base = walk or Walk(state.user, frozenset())
-        state.walk = replace(base, user=state.user, visited=base.visited | frozenset(keys))
+        visited, hops = (walk.visited, walk.hops) if walk is not None else (frozenset(), 0)
+        state.walk = Walk(state.user, visited.union(keys), hops)
 
     @staticmethod
     def _request_finding(request: http.Request, state: _FlowState, credential: str | None) -> Finding | None:
@@ -719,7 +725,7 @@ class AutodiscoverGuard:
             body = _read_body(response, *self._caps(policy))
         except UntrustedInputError as exc:
             return _unreadable(hint(url, content_type) or "unknown", str(exc), policy)
-        if not body.strip():
+        if not body or body.isspace():  # not body.strip(): no copy of the body
             return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
         fmt = detect(body, url, content_type)
         extra = header_suggestions(response.headers) if fmt is not None and fmt.sensitive_headers else ()
@@ -737,7 +743,8 @@ class AutodiscoverGuard:
 
     def _judge_hops(self, state: _FlowState, decision: Decision, found: Sequence[Suggestion]) -> Decision:
         """Count the redirects an answer sends the client on; remember them for the walk's next hop."""
-        hops = [(s, key) for s in found if (key := _hop_key(s)) is not None]
+        # the role test first: most suggestions are server settings, and a POX answer has a dozen
+        hops = [(s, key) for s in found if s.role in _HOP_ROLES and (key := _hop_key(s)) is not None]
         if not hops or decision.action is Action.BLOCK:
             return decision
         limit = state.policy.limits.max_redirects
@@ -801,11 +808,12 @@ class AutodiscoverGuard:
         self.log.write("decision", record)
         if self._console:
             logger.info(console_line(record))
-        self.metrics.observe(state.mode.value, decision.action.value, decision.rules, latency)
+        rules, would = decision.rules, decision.action.value  # rules is worked out on every read
+        self.metrics.observe(state.mode.value, would, rules, latency)
         flow.metadata.update({
             "guard.action": applied.value,
-            "guard.would_action": decision.action.value,
-            "guard.rules": list(decision.rules),
+            "guard.would_action": would,
+            "guard.rules": list(rules),
             "guard.format": decision.format,
         })
 
