@@ -118,9 +118,9 @@ def is_discovery(host: str, path: str, headers: Mapping[str, str] | None = None)
 def _header(headers: http.Headers, name: bytes) -> str | None:
     """`headers.get(name)` (values folded with ", "), `name` in lower case: one pass over the raw
     fields, where mitmproxy's lookup converts every name and value through three layers (4× slower)."""
-    found = None
+    found, size = None, len(name)
     for key, value in headers.fields:
-        if key.lower() == name:
+        if len(key) == size and key.lower() == name:  # the length first: lower() makes a new bytes
             found = value if found is None else found + b", " + value
     return None if found is None else found.decode("utf-8", "surrogateescape")
 
