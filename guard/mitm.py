@@ -126,31 +126,37 @@ def _header(headers: http.Headers, name: bytes) -> str | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _pretty_authority(scheme: str, host_header: str) -> str:
-    """`host[:port]` of `pretty_url` for a Host header: mitmproxy checks the header with IDNA round
-    trips on every call (~30 µs), and clients send the same few hosts all day."""
-    host, port = parse_authority(host_header, check=False)
-    return hostport(scheme, host, port or default_port(scheme) or 443)
+def _authority(host_header: str) -> tuple[str, int | None]:
+    """(host, port) of a Host header as `pretty_host` and `pretty_url` read it: mitmproxy checks the
+    name with IDNA round trips on every call (~30 µs), and clients send the same few hosts all day."""
+    return parse_authority(host_header, check=False)
+
+
+def _host_header(request: http.Request) -> str | None:
+    """`request.host_header` (HTTP/2 and 3: `:authority`), with the cheap header lookup."""
+    return (request.authority if request.is_http2 or request.is_http3 else "") or _header(request.headers, b"host")
 
 
 def flow_url(request: http.Request) -> str:
-    """`request.pretty_url` (the URL as the client named it), its Host header parse memoised."""
+    """`request.pretty_url`: the URL as the client named it."""
     if request.first_line_format == "authority":
         return request.authority
-    host_header = (request.authority if request.is_http2 or request.is_http3 else "") or _header(
-        request.headers, b"host")
+    host_header = _host_header(request)
     if not host_header:
         return request.url
-    path = request.path
-    return f"{request.scheme}://{_pretty_authority(request.scheme, host_header)}{'' if path == '*' else path}"
+    scheme, path = request.scheme, request.path
+    host, port = _authority(host_header)
+    return f"{scheme}://{hostport(scheme, host, port or default_port(scheme) or 443)}{'' if path == '*' else path}"
 
 
 def request_host(request: http.Request) -> str:
-    """The host a request is for. `host` is the proxy target; the Host header (`pretty_host`, 40×
-    slower) is read only when the target is an address, as in transparent mode."""
+    """The host a request is for. `host` is the proxy target; the Host header (as `pretty_host` reads
+    it) only when the target is an address, as in transparent mode."""
     host = request.host
     if host[-1:].isdigit() or ":" in host:
-        host = request.pretty_host
+        host_header = _host_header(request)
+        if host_header:
+            host = _authority(host_header)[0]
     return host.lower().rstrip(".")
 
 

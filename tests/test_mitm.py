@@ -25,8 +25,8 @@ from guard.mitm import (
     AutodiscoverGuard,
     PendingRedirects,
     Walk,
+    _authority,
     _header,
-    _pretty_authority,
     flow_url,
     identify,
     is_discovery,
@@ -209,8 +209,8 @@ def test_the_request_host_falls_back_to_the_host_header_for_addresses(url: str, 
     ("GET", POX_URL, "autodiscover.contoso.com:8443", "HTTP/2.0 :authority"),
     ("OPTIONS", "https://autodiscover.contoso.com/*", "autodiscover.contoso.com", "HTTP/1.1"),
 ])
-def test_the_flow_url_is_mitmproxys_pretty_url(method: str, url: str, host_header: str | None,
-                                                http_version: str) -> None:
+def test_the_flow_url_and_host_read_the_host_header_as_mitmproxy_does(method: str, url: str, host_header: str | None,
+                                                                      http_version: str) -> None:
     request = http.Request.make(method, url)
     request.http_version, _, pseudo = http_version.partition(" ")
     if url.endswith("/*"):
@@ -220,6 +220,8 @@ def test_the_flow_url_is_mitmproxys_pretty_url(method: str, url: str, host_heade
     elif host_header is not None:
         request.headers["host"] = host_header
     assert flow_url(request) == request.pretty_url
+    address = request.host[-1:].isdigit() or ":" in request.host  # transparent mode: the Host header names it
+    assert request_host(request) == (request.pretty_host if address else request.host).lower().rstrip(".")
 
 
 def test_the_flow_url_of_a_connect_request_is_its_authority() -> None:
@@ -228,11 +230,11 @@ def test_the_flow_url_of_a_connect_request_is_its_authority() -> None:
 
 
 def test_host_header_parses_are_remembered_in_a_bounded_cache() -> None:
-    for i in range(_pretty_authority.cache_info().maxsize + 100):
+    for i in range(_authority.cache_info().maxsize + 100):
         request = http.Request.make("GET", POX_URL)
         request.headers["host"] = f"h{i}.contoso.com:8443"
         assert flow_url(request) == request.pretty_url
-    info = _pretty_authority.cache_info()
+    info = _authority.cache_info()
     assert info.maxsize is not None and info.currsize == info.maxsize
 
 
