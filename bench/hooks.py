@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mitmproxy import http
 from mitmproxy.test import tflow
@@ -27,6 +28,11 @@ from guard.policy import Policy
 POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
 PLAIN_URL = "https://www.contoso.com/index.html"
 _BASIC = {"authorization": "Basic YWxpY2VAY29udG9zby5jb206c2VjcmV0"}  # alice@contoso.com:secret
+# What python-requests (bench/proxy.py's client) and http.server send besides: mitmproxy's test flows
+# carry no Host header, and the guard's cost depends on it (the URL it logs is built from it).
+_CLIENT = {"user-agent": "python-requests/2.32.3", "accept-encoding": "gzip, deflate", "accept": "*/*",
+           "connection": "keep-alive"}
+_SERVER = {"server": "BaseHTTP/0.6 Python/3.11.7", "date": "Sun, 29 Nov 2026 10:00:00 GMT"}
 
 
 def _guard(policy: Policy, log: Path) -> AutodiscoverGuard:
@@ -38,7 +44,7 @@ def _guard(policy: Policy, log: Path) -> AutodiscoverGuard:
 
 def _flow(method: str, url: str, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
     flow = tflow.tflow(resp=False)
-    flow.request = http.Request.make(method, url, body, headers)
+    flow.request = http.Request.make(method, url, body, {"host": urlsplit(url).netloc, **_CLIENT, **headers})
     flow.response = None
     return flow
 
@@ -69,10 +75,10 @@ def run(policy: Policy, flows: int = 3000) -> list[tuple[str, float, float, floa
         guard = _guard(policy, Path(tmp) / "decisions.jsonl")
         pox_request, pox_response = _per_flow(
             guard, lambda: _flow("POST", POX_URL, POX_REQUEST, {"content-type": "text/xml", **_BASIC}),
-            lambda: http.Response.make(200, pox, {"content-type": "text/xml; charset=utf-8"}), flows)
+            lambda: http.Response.make(200, pox, {**_SERVER, "content-type": "text/xml; charset=utf-8"}), flows)
         plain_request, plain_response = _per_flow(
-            guard, lambda: _flow("GET", PLAIN_URL, b"", {"accept": "*/*"}),
-            lambda: http.Response.make(200, b"<html>hello</html>", {"content-type": "text/html"}), flows)
+            guard, lambda: _flow("GET", PLAIN_URL, b"", {}),
+            lambda: http.Response.make(200, b"<html>hello</html>", {**_SERVER, "content-type": "text/html"}), flows)
     return [
         ("POX POST (discovery, on-prem answer)", pox_request, pox_response, judge_us),
         ("plain GET (not discovery)", plain_request, plain_response, 0.0),

@@ -47,18 +47,25 @@ def decode_body(raw: bytes, content_encoding: str, cap: int) -> bytes:
             or more than `MAX_CODINGS` of them.
         MalformedDocument: a corrupt or truncated compressed stream.
     """
+    body = raw
+    if content_encoding:  # most bodies have none
+        body = _undo(raw, content_encoding, cap)
+    if len(body) > cap:
+        raise BodyTooLarge(f"body of {len(body)} bytes exceeds {cap}")
+    return body
+
+
+def _undo(body: bytes, content_encoding: str, cap: int) -> bytes:
+    """The codings of a non-empty `Content-Encoding`, undone last applied first."""
     codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
     codings = [c for c in codings if c != "identity"]
     if len(codings) > MAX_CODINGS:
         raise UnsupportedEncoding(f"{len(codings)} stacked content codings (at most {MAX_CODINGS})")
-    body = raw
     for coding in reversed(codings):
         decoder = _DECODERS.get(coding)
         if decoder is None:
             raise UnsupportedEncoding(f"content coding {coding[:40]!r} is not decoded by the guard")
         body = _collect(decoder(body), cap, coding) if body else b""
-    if len(body) > cap:
-        raise BodyTooLarge(f"body of {len(body)} bytes exceeds {cap}")
     return body
 
 

@@ -15,8 +15,10 @@ once on stderr and the guard keeps enforcing.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -144,9 +146,14 @@ def console_line(record: Mapping[str, object]) -> str:
             f"[{why}] {record['method']} {record['url']}")
 
 
-def _lead(_logger: object, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
-    """`ts` and `event` first, so a human tailing the file reads them first."""
-    return {"ts": event.pop("ts"), "event": event.pop("event"), **event}
+_UTC = datetime.UTC
+_ENCODER = json.JSONEncoder(default=repr)  # one for every line: json.dumps(default=…) builds a new one per call
+
+
+def _render(_logger: object, _method: str, event: structlog.typing.EventDict) -> str:
+    """The JSON line, `ts` and `event` first so a human tailing the file reads them first."""
+    ts = datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z")
+    return _ENCODER.encode({"ts": ts, "event": event.pop("event"), **event})
 
 
 class _Sink:
@@ -198,15 +205,12 @@ class DecisionLog:
     def __init__(self, path: str = "", stream: TextIO | None = None) -> None:
         self.path = path
         self._sink = _Sink(path, stream or sys.stderr)
+        # bound once: the lazy proxy `wrap_logger` returns would bind a new logger on every line
         self._logger = structlog.wrap_logger(
             self._sink,
             wrapper_class=structlog.BoundLogger,  # proxies `msg` by name, whatever the global config
-            processors=[
-                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-                _lead,
-                structlog.processors.JSONRenderer(),
-            ],
-        )
+            processors=[_render],
+        ).bind()
 
     def write(self, event: str, fields: Mapping[str, object]) -> None:
         """One line: `{"event": event, **fields, "ts": …}`. Never raises."""

@@ -30,13 +30,14 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 from mitmproxy import ctx, dns, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.dns import response_codes, types
+from mitmproxy.net.http.url import default_port, hostport, parse_authority
 
 from guard import rules
 from guard.decode import decode_body
@@ -115,12 +116,48 @@ def is_discovery(host: str, path: str, headers: Mapping[str, str] | None = None)
     return "dns-json" in (accept + query).lower()
 
 
+def _header(headers: http.Headers, name: bytes) -> str | None:
+    """`headers.get(name)` (values folded with ", "), `name` in lower case: one pass over the raw
+    fields, where mitmproxy's lookup converts every name and value through three layers (4× slower)."""
+    found, size = None, len(name)
+    for key, value in headers.fields:
+        if len(key) == size and key.lower() == name:  # the length first: lower() makes a new bytes
+            found = value if found is None else found + b", " + value
+    return None if found is None else found.decode("utf-8", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=1024)
+def _authority(host_header: str) -> tuple[str, int | None]:
+    """(host, port) of a Host header as `pretty_host` and `pretty_url` read it: mitmproxy checks the
+    name with IDNA round trips on every call (~30 µs), and clients send the same few hosts all day."""
+    return parse_authority(host_header, check=False)
+
+
+def _host_header(request: http.Request) -> str | None:
+    """`request.host_header` (HTTP/2 and 3: `:authority`), with the cheap header lookup."""
+    return (request.authority if request.is_http2 or request.is_http3 else "") or _header(request.headers, b"host")
+
+
+def flow_url(request: http.Request) -> str:
+    """`request.pretty_url`: the URL as the client named it."""
+    if request.first_line_format == "authority":
+        return request.authority
+    host_header = _host_header(request)
+    if not host_header:
+        return request.url
+    scheme, path = request.scheme, request.path
+    host, port = _authority(host_header)
+    return f"{scheme}://{hostport(scheme, host, port or default_port(scheme) or 443)}{'' if path == '*' else path}"
+
+
 def request_host(request: http.Request) -> str:
-    """The host a request is for. `host` is the proxy target; the Host header (`pretty_host`, 40×
-    slower) is read only when the target is an address, as in transparent mode."""
+    """The host a request is for. `host` is the proxy target; the Host header (as `pretty_host` reads
+    it) only when the target is an address, as in transparent mode."""
     host = request.host
     if host[-1:].isdigit() or ":" in host:
-        host = request.pretty_host
+        host_header = _host_header(request)
+        if host_header:
+            host = _authority(host_header)[0]
     return host.lower().rstrip(".")
 
 
@@ -177,9 +214,10 @@ def _addresses(request: http.Request, body: bytes) -> Iterator[tuple[str, str]]:
     for key, value in parse_qsl(query):
         if key.lower() in _ADDRESS_KEYS:
             yield "url", value
-    if "x-email" in request.headers:
-        yield "x-email", request.headers["x-email"]
-    basic = _basic_credentials(request.headers.get("authorization", ""))
+    x_email = _header(request.headers, b"x-email")
+    if x_email is not None:
+        yield "x-email", x_email
+    basic = _basic_credentials(_header(request.headers, b"authorization") or "")
     if basic is not None and "@" in basic[0]:
         yield "basic", basic[0]
 
@@ -225,11 +263,14 @@ def _url_key(url: str) -> str | None:
     return f"{parts.scheme.lower()}://{host}{parts.path.lower()}" if host else None
 
 
+_HOP_ROLES = frozenset({Role.REDIRECT, Role.AUTODISCOVER})
+
+
 def _hop_key(suggestion: Suggestion) -> str | None:
     """Where a redirect suggestion sends the client next, as a walk key (URL or mailto)."""
     if suggestion.kind is ValueKind.EMAIL:
         return "mailto:" + suggestion.value.strip().lower() if suggestion.role is Role.REDIRECT else None
-    if suggestion.role in (Role.REDIRECT, Role.AUTODISCOVER):
+    if suggestion.role in _HOP_ROLES:
         return _url_key(suggestion.value)
     return None
 
@@ -344,7 +385,7 @@ def _read_body(response: http.Response, wire: int, decoded: int) -> bytes:
         raise MalformedDocument("the body was streamed past the guard and cannot be inspected")
     if len(raw) > wire:
         raise BodyTooLarge(f"the body of {len(raw)} bytes exceeds the {wire}-byte cap")
-    return decode_body(raw, response.headers.get("content-encoding", ""), decoded)
+    return decode_body(raw, _header(response.headers, b"content-encoding") or "", decoded)
 
 
 def _owned(user: User, host: str, policy: Policy) -> bool:
@@ -362,7 +403,7 @@ def _tld_discovery(host: str, user: User | None) -> bool:
 
 def _credential(request: http.Request, body: bytes) -> str | None:
     """What kind of credential the request carries (never its value), or None."""
-    authorization = request.headers.get("authorization", "")
+    authorization = _header(request.headers, b"authorization") or ""
     if authorization.strip():
         basic = _basic_credentials(authorization)
         if basic is None:
@@ -377,6 +418,9 @@ def _credential(request: http.Request, body: bytes) -> str | None:
 # --- the addon -----------------------------------------------------------------------------------
 
 
+_NO_WALK = Walk(None, frozenset())
+
+
 @dataclass(slots=True)
 class _FlowState:
     """What the guard keeps about one discovery flow between its hooks."""
@@ -388,7 +432,7 @@ class _FlowState:
     url: str
     user: User | None = None
     user_source: str = "unknown"
-    walk: Walk = field(default_factory=lambda: Walk(None, frozenset()))
+    walk: Walk = _NO_WALK
     elapsed: float = 0.0  # seconds spent in earlier hooks
     done: bool = False
 
@@ -586,7 +630,7 @@ class AutodiscoverGuard:
     def _start(self, flow: http.HTTPFlow, host: str) -> _FlowState:
         policy = self._policy()
         peer = flow.client_conn.peername
-        state = _FlowState(policy, self._mode(policy), str(peer[0]) if peer else "?", host, flow.request.pretty_url)
+        state = _FlowState(policy, self._mode(policy), str(peer[0]) if peer else "?", host, flow_url(flow.request))
         self._flows[flow] = state
         flow.metadata["guard.discovery"] = True
         return state
@@ -597,7 +641,7 @@ class AutodiscoverGuard:
         if not raw or len(raw) > wire:
             return b""
         try:
-            return decode_body(raw, request.headers.get("content-encoding", ""), decoded)
+            return decode_body(raw, _header(request.headers, b"content-encoding") or "", decoded)
         except UntrustedInputError:
             return b""
 
@@ -609,8 +653,8 @@ class AutodiscoverGuard:
         walk = self.redirects.claim(state.client, keys, time.monotonic())
         if walk is not None and walk.user is not None:
             state.user, state.user_source = walk.user, "redirect"
-        base = walk or Walk(state.user, frozenset())
-        state.walk = replace(base, user=state.user, visited=base.visited | frozenset(keys))
+        visited, hops = (walk.visited, walk.hops) if walk is not None else (frozenset(), 0)
+        state.walk = Walk(state.user, visited.union(keys), hops)
 
     @staticmethod
     def _request_finding(request: http.Request, state: _FlowState, credential: str | None) -> Finding | None:
@@ -639,7 +683,7 @@ class AutodiscoverGuard:
         if state is None or state.done or flow.response is None or not 200 <= flow.response.status_code < 300:
             return
         started = time.perf_counter()
-        length = flow.response.headers.get("content-length", "")
+        length = _header(flow.response.headers, b"content-length") or ""
         wire, _ = self._caps(state.policy)
         if flow.response.stream:
             why = "the body is streamed (stream_large_bodies) and cannot be inspected"
@@ -658,8 +702,9 @@ class AutodiscoverGuard:
             return
         started = time.perf_counter()
         status = flow.response.status_code
-        if status in _REDIRECT_STATUS and "location" in flow.response.headers:
-            decision = self._judge_location(flow, state)
+        location = _header(flow.response.headers, b"location") if status in _REDIRECT_STATUS else None
+        if location is not None:
+            decision = self._judge_location(state, location)
         elif 200 <= status < 300:
             decision = self._judge_body(flow, state)
         else:
@@ -682,21 +727,19 @@ class AutodiscoverGuard:
     def _judge_body(self, flow: http.HTTPFlow, state: _FlowState) -> Decision:
         assert flow.response is not None
         response, policy = flow.response, state.policy
-        url, content_type = state.url, response.headers.get("content-type", "")
+        url, content_type = state.url, _header(response.headers, b"content-type") or ""
         try:
             body = _read_body(response, *self._caps(policy))
         except UntrustedInputError as exc:
             return _unreadable(hint(url, content_type) or "unknown", str(exc), policy)
-        if not body.strip():
+        if not body or body.isspace():  # not body.strip(): no copy of the body
             return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
         fmt = detect(body, url, content_type)
         extra = header_suggestions(response.headers) if fmt is not None and fmt.sensitive_headers else ()
         decision = judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra)
         return self._judge_hops(state, decision, decision.suggestions)
 
-    def _judge_location(self, flow: http.HTTPFlow, state: _FlowState) -> Decision:
-        assert flow.response is not None
-        location = flow.response.headers["location"]
+    def _judge_location(self, state: _FlowState, location: str) -> Decision:
         with contextlib.suppress(ValueError):  # else judged as written: unreadable means malformed
             location = urljoin(state.url, location)
         suggestion = Suggestion(location, ValueKind.URL, Role.REDIRECT, "Location")
@@ -707,7 +750,8 @@ class AutodiscoverGuard:
 
     def _judge_hops(self, state: _FlowState, decision: Decision, found: Sequence[Suggestion]) -> Decision:
         """Count the redirects an answer sends the client on; remember them for the walk's next hop."""
-        hops = [(s, key) for s in found if (key := _hop_key(s)) is not None]
+        # the role test first: most suggestions are server settings, and a POX answer has a dozen
+        hops = [(s, key) for s in found if s.role in _HOP_ROLES and (key := _hop_key(s)) is not None]
         if not hops or decision.action is Action.BLOCK:
             return decision
         limit = state.policy.limits.max_redirects
@@ -731,8 +775,8 @@ class AutodiscoverGuard:
         that follows names the real user and meets the request-side check.
         """
         assert flow.response is not None
-        challenges = flow.response.headers.get_all("www-authenticate")
-        if not any(_BASIC_CHALLENGE.search(c) for c in challenges):
+        challenges = _header(flow.response.headers, b"www-authenticate")  # folded: the pattern splits at commas
+        if challenges is None or not _BASIC_CHALLENGE.search(challenges):
             return decision
         host, user = state.host, state.user
         probe = user is not None and reserved_name(user.domain) is not None
@@ -771,11 +815,12 @@ class AutodiscoverGuard:
         self.log.write("decision", record)
         if self._console:
             logger.info(console_line(record))
-        self.metrics.observe(state.mode.value, decision.action.value, decision.rules, latency)
+        rules, would = decision.rules, decision.action.value  # rules is worked out on every read
+        self.metrics.observe(state.mode.value, would, rules, latency)
         flow.metadata.update({
             "guard.action": applied.value,
-            "guard.would_action": decision.action.value,
-            "guard.rules": list(decision.rules),
+            "guard.would_action": would,
+            "guard.rules": list(rules),
             "guard.format": decision.format,
         })
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -109,6 +112,14 @@ def test_each_write_is_one_json_line_with_time_and_event_first(tmp_path: Path) -
     assert list(first)[:2] == ["ts", "event"] and first["event"] == "decision"
     assert json.loads(lines[1])["reason"] == "p.yaml:3:5: bad"
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_the_time_is_utc_iso_8601_with_a_z() -> None:
+    stream = io.StringIO()
+    DecisionLog("", stream).write("decision", {"id": "x"})
+    ts = json.loads(stream.getvalue())["ts"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", ts)
+    assert abs(datetime.datetime.fromisoformat(ts).timestamp() - time.time()) < 60
 
 
 def test_without_a_path_lines_go_to_the_given_stream() -> None:

@@ -25,6 +25,9 @@ from guard.mitm import (
     AutodiscoverGuard,
     PendingRedirects,
     Walk,
+    _authority,
+    _header,
+    flow_url,
     identify,
     is_discovery,
     request_host,
@@ -191,6 +194,55 @@ def test_the_request_host_falls_back_to_the_host_header_for_addresses(url: str, 
     if host_header:  # transparent mode: the target is an address, the name is in the Host header
         request.headers["host"] = host_header
     assert request_host(request) == expected
+
+
+@pytest.mark.parametrize(("method", "url", "host_header", "http_version"), [
+    ("POST", POX_URL, None, "HTTP/1.1"),
+    ("POST", POX_URL, "autodiscover.contoso.com", "HTTP/1.1"),
+    ("POST", POX_URL, "Autodiscover.Contoso.COM:443", "HTTP/1.1"),
+    ("POST", POX_URL, "autodiscover.contoso.com:8443", "HTTP/1.1"),
+    ("GET", "http://192.0.2.10/autodiscover/autodiscover.xml", "autodiscover.contoso.com", "HTTP/1.1"),
+    ("GET", "https://[2001:db8::1]:8443/x?email=a%40b.c", "[2001:db8::1]:8443", "HTTP/1.1"),
+    ("GET", "https://192.0.2.10/x", "not a host!", "HTTP/1.1"),
+    ("GET", "https://192.0.2.10/x", "", "HTTP/1.1"),
+    ("GET", POX_URL, "other.contoso.com", "HTTP/2.0"),
+    ("GET", POX_URL, "autodiscover.contoso.com:8443", "HTTP/2.0 :authority"),
+    ("OPTIONS", "https://autodiscover.contoso.com/*", "autodiscover.contoso.com", "HTTP/1.1"),
+])
+def test_the_flow_url_and_host_read_the_host_header_as_mitmproxy_does(method: str, url: str, host_header: str | None,
+                                                                      http_version: str) -> None:
+    request = http.Request.make(method, url)
+    request.http_version, _, pseudo = http_version.partition(" ")
+    if url.endswith("/*"):
+        request.path = "*"
+    if host_header is not None and pseudo:
+        request.authority = host_header
+    elif host_header is not None:
+        request.headers["host"] = host_header
+    assert flow_url(request) == request.pretty_url
+    address = request.host[-1:].isdigit() or ":" in request.host  # transparent mode: the Host header names it
+    assert request_host(request) == (request.pretty_host if address else request.host).lower().rstrip(".")
+
+
+def test_the_flow_url_of_a_connect_request_is_its_authority() -> None:
+    request = tutils.treq(method=b"CONNECT", authority=b"autodiscover.contoso.com:443", path=b"")
+    assert flow_url(request) == request.pretty_url == "autodiscover.contoso.com:443"
+
+
+def test_host_header_parses_are_remembered_in_a_bounded_cache() -> None:
+    for i in range(_authority.cache_info().maxsize + 100):
+        request = http.Request.make("GET", POX_URL)
+        request.headers["host"] = f"h{i}.contoso.com:8443"
+        assert flow_url(request) == request.pretty_url
+    info = _authority.cache_info()
+    assert info.maxsize is not None and info.currsize == info.maxsize
+
+
+@pytest.mark.parametrize("name", ["x-email", "Authorization", "www-authenticate", "content-type"])
+def test_header_lookups_fold_repeats_like_mitmproxy(name: str) -> None:
+    headers = http.Headers([(b"X-Email", b"a@contoso.com"), (b"WWW-Authenticate", b"Negotiate"),
+                            (b"www-authenticate", b'Basic realm="x"'), (b"Authorization", b"Basic \xff")])
+    assert _header(headers, name.lower().encode()) == headers.get(name)
 
 
 def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:
