@@ -52,7 +52,7 @@ from guard.log import DecisionLog, FlowFacts, console_line, decision_record
 from guard.metrics import Metrics
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
 from guard.names import InvalidHost, User, normalise_host, parse_ip, to_unicode
-from guard.ownership import owner_evidence, public_suffix, registrable
+from guard.ownership import load_suffix_list, owner_evidence, public_suffix, registrable
 from guard.pins import PinKeeper
 from guard.policy import Mode, Policy, RuleAction, default_policy_path, load_policy
 from guard.reserved import reserved_name
@@ -520,6 +520,7 @@ class AutodiscoverGuard:
 
     def running(self) -> None:
         """Say what is in force (unknown `--set` names are silently ignored) and start the ticker."""
+        load_suffix_list()
         policy = self._policy()
         logger.info(
             "autodiscover-guard: policy %s (revision %s), mode %s, decision log %s, metrics %s",

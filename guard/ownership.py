@@ -21,6 +21,12 @@ import tldextract
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
+def load_suffix_list() -> None:
+    """Build the Public Suffix List trie now (tldextract does it on first use, ~50 ms), so the
+    first discovery flow after start does not wait for it."""
+    _EXTRACT("warm-up.example")
+
+
 @lru_cache(maxsize=16384)
 def registrable(host: str) -> str:
     """eTLD+1 of a normalised host, or "" when it has none (reserved TLDs, IP literals, suffixes)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from guard.ownership import EVIDENCE_SLOTS, Trust, TrustEntry, owner_evidence, public_suffix, registrable
@@ -96,3 +98,11 @@ def test_remembered_evidence_stays_bounded() -> None:
         assert owner_evidence(f"u{i}.example", "imap.office365.com", trust) is None
     assert owner_evidence("hotmail.de", "imap.office365.com", trust) == "Outlook.com (test)"
     assert len(trust._evidence) <= EVIDENCE_SLOTS
+
+
+def test_loading_the_suffix_list_builds_it_once_up_front() -> None:
+    """`running` calls it so the first discovery flow does not pay for tldextract's lazy build."""
+    probe = ("import guard.ownership as o; built = lambda: o._EXTRACT._extractor is not None; "
+             "before = built(); o.load_suffix_list(); print(before, built())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
