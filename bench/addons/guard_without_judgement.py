@@ -1,0 +1,12 @@
+"""Benchmark variant: the whole guard addon, with every answer judged "allow" without reading it."""
+
+import guard.mitm
+from guard.model import Action, Decision
+
+
+def _allow(_body: bytes, *_args: object, **_kwargs: object) -> Decision:
+    return Decision("pox", Action.ALLOW)
+
+
+guard.mitm.judge = _allow  # type: ignore[assignment]
+addons = [guard.mitm.AutodiscoverGuard()]
