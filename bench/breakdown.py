@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 from pathlib import Path
 
-import urllib3
-
-from bench.proxy import FIXTURES, WORKLOADS, Side, _round, _session
-from bench.servers import ROOT, Mitmdump, Upstream, make_ca, start_mitmdump
+from bench.proxy import POX_URL, Side, _round, _session, pox_upstream
+from bench.servers import ROOT, Mitmdump, start_mitmdump
 
 ADDONS = ROOT / "bench" / "addons"
 # variant → the addon script mitmdump loads beside the routing one (None: bare)
@@ -39,31 +36,24 @@ def _start(folder: Path, ca: Path, upstream_port: int, name: str, script: Path |
 
 def run(rounds: int = 8, per_round: int = 100) -> dict[str, Side]:
     """{variant: its measurements} after `rounds` rotated rounds of `per_round` POX POSTs each."""
-    urllib3.disable_warnings()
-    url = WORKLOADS["POX POST (discovery)"][1]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        ca, leaf, key = make_ca(folder, ["autodiscover.contoso.com"])
-        upstream = Upstream(leaf, key, {"/autodiscover/autodiscover.xml": (
-            "text/xml", (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())})
+    with pox_upstream() as (folder, ca, upstream):
         proxies: dict[str, Mitmdump] = {}
         try:
             sessions = {}
             for number, (variant, script) in enumerate(VARIANTS.items()):
                 proxies[variant] = _start(folder, ca, upstream.port, f"v{number}", script)
                 sessions[variant] = _session(proxies[variant], folder / f"conf-v{number}")
-                _round(proxies[variant], sessions[variant], "post", url, 30, Side())  # warm-up
+                _round(proxies[variant], sessions[variant], "post", POX_URL, 30, Side())  # warm-up
             sides = {variant: Side() for variant in proxies}
             names = list(proxies)
             for number in range(rounds):  # rotate the order so drift in machine load hits all alike
                 shift = number % len(names)
                 for variant in names[shift:] + names[:shift]:
-                    _round(proxies[variant], sessions[variant], "post", url, per_round, sides[variant])
+                    _round(proxies[variant], sessions[variant], "post", POX_URL, per_round, sides[variant])
             return sides
         finally:
             for proxy in proxies.values():
                 proxy.stop()
-            upstream.close()
 
 
 def main() -> None:

@@ -7,9 +7,11 @@ machine noise hits both sides alike. CPU is mitmdump's own utime+stime per reque
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +47,9 @@ class Side:
         return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000 if ordered else 0.0
 
 
+POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
 WORKLOADS = {
-    "POX POST (discovery)": ("post", "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"),
+    "POX POST (discovery)": ("post", POX_URL),
     "AutoDetect GET (discovery)": ("get", "https://autodetect.contoso.com/autodetect/detect?app=bench"),
     "plain GET (not discovery)": ("get", "https://www.contoso.com/index.html"),
 }
@@ -108,18 +111,28 @@ def run(rounds: int = 8, per_round: int = 150) -> dict[str, tuple[Side, Side]]:
     return results
 
 
-def rss_growth(guard: bool, flows: int = 10_000, warm_up: int = 1000, clients: int = 4) -> tuple[int, int, int]:
-    """RSS KiB of a mitmdump (with the guard, or bare for comparison) at start, after `warm_up`
-    POX flows, and after `flows` more (caches fill during warm-up; what grows after it would be a
-    leak). `clients` keep-alive sessions send in parallel: each POX POST waits out a delayed ACK
-    (~45 ms)."""
+@contextlib.contextmanager
+def pox_upstream() -> Iterator[tuple[Path, Path, Upstream]]:
+    """(folder, CA, upstream): a scratch folder, its CA, and an HTTPS upstream answering POX POSTs
+    to `POX_URL` with the on-prem fixture."""
     urllib3.disable_warnings()
-    url = WORKLOADS["POX POST (discovery)"][1]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ca, leaf, key = make_ca(folder, ["autodiscover.contoso.com"])
         upstream = Upstream(leaf, key, {"/autodiscover/autodiscover.xml": (
             "text/xml", (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())})
+        try:
+            yield folder, ca, upstream
+        finally:
+            upstream.close()
+
+
+def rss_growth(guard: bool, flows: int = 10_000, warm_up: int = 1000, clients: int = 4) -> tuple[int, int, int]:
+    """RSS KiB of a mitmdump (with the guard, or bare for comparison) at start, after `warm_up`
+    POX flows, and after `flows` more (caches fill during warm-up; what grows after it would be a
+    leak). `clients` keep-alive sessions send in parallel: each POX POST waits out a delayed ACK
+    (~45 ms)."""
+    with pox_upstream() as (folder, ca, upstream):
         name = "guard" if guard else "bare"
         proxy = start_mitmdump(folder, ca, upstream.port, guard=guard, name=name)
         start = proxy.rss_kib()
@@ -128,7 +141,7 @@ def rss_growth(guard: bool, flows: int = 10_000, warm_up: int = 1000, clients: i
 
             def send(total: int) -> None:
                 with ThreadPoolExecutor(clients) as pool:  # list(): re-raise a failed request here
-                    list(pool.map(lambda s: _round(proxy, s, "post", url, total // clients, Side()), sessions))
+                    list(pool.map(lambda s: _round(proxy, s, "post", POX_URL, total // clients, Side()), sessions))
 
             send(warm_up)
             warm = proxy.rss_kib()
@@ -136,7 +149,6 @@ def rss_growth(guard: bool, flows: int = 10_000, warm_up: int = 1000, clients: i
             return start, warm, proxy.rss_kib()
         finally:
             proxy.stop()
-            upstream.close()
 
 
 def _session(proxy: Mitmdump, confdir: Path) -> requests.Session:
