@@ -268,11 +268,11 @@ _HOP_ROLES = frozenset({Role.REDIRECT, Role.AUTODISCOVER})
 
 def _hop_key(suggestion: Suggestion) -> str | None:
     """Where a redirect suggestion sends the client next, as a walk key (URL or mailto)."""
+    if suggestion.role not in _HOP_ROLES:  # first: most suggestions are server settings
+        return None
     if suggestion.kind is ValueKind.EMAIL:
         return "mailto:" + suggestion.value.strip().lower() if suggestion.role is Role.REDIRECT else None
-    if suggestion.role in _HOP_ROLES:
-        return _url_key(suggestion.value)
-    return None
+    return _url_key(suggestion.value)
 
 
 def _key_host(key: str) -> str:
@@ -751,8 +751,7 @@ class AutodiscoverGuard:
 
     def _judge_hops(self, state: _FlowState, decision: Decision, found: Sequence[Suggestion]) -> Decision:
         """Count the redirects an answer sends the client on; remember them for the walk's next hop."""
-        # the role test first: most suggestions are server settings, and a POX answer has a dozen
-        hops = [(s, key) for s in found if s.role in _HOP_ROLES and (key := _hop_key(s)) is not None]
+        hops = [(s, key) for s in found if (key := _hop_key(s)) is not None]
         if not hops or decision.action is Action.BLOCK:
             return decision
         limit = state.policy.limits.max_redirects

@@ -100,7 +100,7 @@ def test_remembered_evidence_stays_bounded() -> None:
     assert len(trust._evidence) <= EVIDENCE_SLOTS
 
 
-def test_loading_the_suffix_list_builds_it_once_up_front() -> None:
+def test_loading_the_suffix_list_builds_it_up_front() -> None:
     """`running` calls it so the first discovery flow does not pay for tldextract's lazy build."""
     probe = ("import guard.ownership as o; built = lambda: o._EXTRACT._extractor is not None; "
              "before = built(); o.load_suffix_list(); print(before, built())")
