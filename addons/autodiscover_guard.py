@@ -1,3 +1,7 @@
-from guard.mitm import AutodiscoverGuard  # mitmdump -s addons/autodiscover_guard.py; logic: guard/mitm.py
+"""mitmdump -s addons/autodiscover_guard.py: the guard's addons (logic: guard/proxy/)."""
 
-addons = [AutodiscoverGuard()]
+from guard.proxy.addon import AutodiscoverGuard
+from guard.proxy.dns import DnsGuard
+
+_http = AutodiscoverGuard()
+addons = [_http, DnsGuard(_http.runtime)]

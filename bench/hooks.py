@@ -21,9 +21,10 @@ from bench.judgement import FIXTURES
 from bench.proxy import POX_REQUEST
 from guard.engine import judge
 from guard.log import DecisionLog
-from guard.mitm import AutodiscoverGuard
 from guard.names import User
 from guard.policy import Policy
+from guard.proxy.addon import AutodiscoverGuard
+from guard.proxy.reload import Runtime
 
 POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
 PLAIN_URL = "https://www.contoso.com/index.html"
@@ -36,10 +37,10 @@ _SERVER = {"server": "BaseHTTP/0.6 Python/3.11.7", "date": "Sun, 29 Nov 2026 10:
 
 
 def _guard(policy: Policy, log: Path) -> AutodiscoverGuard:
-    guard = AutodiscoverGuard()
-    guard.log = DecisionLog(str(log))
-    guard._install(policy)
-    return guard
+    runtime = Runtime()
+    runtime.log = DecisionLog(str(log))
+    runtime.install(policy)
+    return AutodiscoverGuard(runtime)
 
 
 def _flow(method: str, url: str, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:

@@ -17,7 +17,8 @@ from guard.formats import by_name
 from guard.formats._xml import kid, kids, read_xml, text
 from guard.model import Action, Role
 from guard.names import InvalidHost, User, target_of
-from guard.policy import Policy, RuleAction
+from guard.policy import Policy
+from guard.rules import RuleAction
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,9 @@ import dns.rdatatype
 from guard.engine import judge
 from guard.formats import srv
 from guard.model import Action, Decision
-from guard.names import InvalidHost, User, normalise_host, to_unicode
-from guard.policy import Policy, RuleAction
+from guard.names import User
+from guard.policy import Policy
+from guard.rules import RuleAction
 
 # The mail and autodiscover services judged (srv.py knows more: DAV, JMAP, Sieve pass through).
 MAIL_SERVICES = frozenset({
@@ -90,11 +91,7 @@ def judge_answer(qname: str, qtype: int, answers: Sequence[Record], additionals:
     domain = service_domain(qname)
     if domain is None or qtype not in (SRV, ANY):
         return None
-    try:
-        ascii_domain = normalise_host(domain)
-        user = User("", "", ascii_domain, to_unicode(ascii_domain))
-    except InvalidHost:
-        user = User("", "", domain.lower(), domain.lower())
+    user = User.for_domain(domain, strict=False)
     document = {
         "Status": 0,
         "Answer": [

@@ -1,7 +1,9 @@
 """Judging one answer: detect, parse, normalise, apply the rules, and fold findings into a Decision.
 
-This is the one place where exceptions become decisions: untrusted-input errors are the
-`malformed` rule, anything else is `internal-error` handled by the policy's `on_error`.
+This is the one place where findings become decisions (`judge` for an answer's own findings,
+`fold` for findings added around it: request rules, the redirect walk, pins) and exceptions
+become findings: untrusted-input errors are the `malformed` rule, anything else is
+`internal-error` handled by the policy's `on_error` (`fold_error`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from guard.errors import UntrustedInputError
 from guard.formats import Format, detect
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 from guard.names import InvalidHost, User, target_of
-from guard.policy import Policy, RuleAction
+from guard.policy import Policy
+from guard.rules import RuleAction
 
 # What a client gets when the guard cannot tell the format: a plain refusal.
 GENERIC_BLOCK = Reply(403, "text/plain; charset=utf-8", b"Blocked by autodiscover-guard.\n")
@@ -57,7 +60,9 @@ def judge(
         decision = _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
         return replace(decision, notes=notes + decision.notes) if notes else decision
     except Exception as exc:
-        return _internal_error(exc, policy, fmt)
+        if fmt is None:
+            return fold_error(exc, policy, "unknown", GENERIC_BLOCK)
+        return fold_error(exc, policy, fmt.name, fmt.block(), fmt.sensitive_headers)
 
 
 def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
@@ -146,11 +151,35 @@ def _decide(
                     drop_headers, notes)
 
 
-def _internal_error(exc: Exception, policy: Policy, fmt: Format | None) -> Decision:
-    finding = Finding(rules.INTERNAL_ERROR, "", "(guard)", f"internal error: {type(exc).__name__}: {exc}")
+def fold(decision: Decision, findings: Sequence[Finding], policy: Policy, reply: Reply, *,
+         action: RuleAction | None = None, drop_headers: tuple[str, ...] = (),
+         notes: tuple[str, ...] = ()) -> Decision:
+    """Add findings nothing can be cut out for (request rules, the walk, pins): they warn or block.
+
+    `action` overrides the policy's action for these findings (a pinned domain blocks);
+    `reply` and `drop_headers` apply when the decision becomes a block.
+    """
+    def action_for(rule: str) -> RuleAction:
+        return action or policy.action_for(rule)
+
+    kept = tuple(f for f in findings if action_for(f.rule) is not RuleAction.OFF)
+    if not kept:
+        return decision
+    merged, noted = decision.findings + kept, decision.notes + notes
+    if all(action_for(f.rule) is RuleAction.WARN for f in kept):
+        warned = Action.WARN if decision.action is Action.ALLOW else decision.action
+        return replace(decision, action=warned, findings=merged, notes=noted)
+    return replace(decision, action=Action.BLOCK, findings=merged, notes=noted, body=None,
+                   reply=decision.reply or reply, drop_headers=decision.drop_headers or drop_headers)
+
+
+def fold_error(exc: Exception, policy: Policy, format_name: str, reply: Reply,
+               drop_headers: tuple[str, ...] = ()) -> Decision:
+    """The decision for a failure of the guard itself: the policy's `on_error` (block unless `allow`).
+
+    Only the exception's type is recorded: its message may quote the answer or the request.
+    """
+    finding = Finding(rules.INTERNAL_ERROR, "", "(guard)", f"internal error: {type(exc).__name__}")
     if policy.on_error is Action.ALLOW:
-        return Decision(fmt.name if fmt else "unknown", Action.ALLOW, (finding,),
-                        notes=("on_error: allow — answer passed unjudged",))
-    reply = fmt.block() if fmt is not None else GENERIC_BLOCK
-    return Decision(fmt.name if fmt else "unknown", Action.BLOCK, (finding,), reply=reply,
-                    drop_headers=fmt.sensitive_headers if fmt else ())
+        return Decision(format_name, Action.ALLOW, (finding,), notes=("on_error: allow — passed unjudged",))
+    return Decision(format_name, Action.BLOCK, (finding,), reply=reply, drop_headers=drop_headers)

@@ -54,6 +54,23 @@ class User(NamedTuple):
             raise InvalidHost(f"address literal domains are not supported: {address!r}")
         return cls(address.strip(), local, ascii_domain, to_unicode(ascii_domain))
 
+    @classmethod
+    def for_domain(cls, domain: str, *, strict: bool = True) -> User:
+        """A user known only by domain (autoconfig host, ISPDB path, SRV name): no local part.
+
+        Raises InvalidHost when the domain is not a host name or is an address literal; with
+        `strict=False` such a name is kept as given, lower-cased (the rules still judge it).
+        """
+        try:
+            ascii_domain = normalise_host(domain)
+            if parse_ip(ascii_domain) is not None:
+                raise InvalidHost(f"address literal domains are not supported: {domain!r}")
+        except InvalidHost:
+            if strict:
+                raise
+            return cls("", "", domain.lower(), domain.lower())
+        return cls("", "", ascii_domain, to_unicode(ascii_domain))
+
 
 @dataclass(frozen=True, slots=True)
 class Target:

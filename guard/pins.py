@@ -24,12 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from guard.engine import fold
 from guard.errors import GuardError
 from guard.formats import by_name, formats
 from guard.model import Action, Decision, Finding, Suggestion, ValueKind
-from guard.names import InvalidHost, User, expand_placeholders, target_of, to_unicode
-from guard.policy import Policy, RuleAction, default_pin_store
-from guard.rules import CONFIG_CHANGED
+from guard.names import InvalidHost, User, expand_placeholders, target_of
+from guard.policy import Policy, default_pin_store
+from guard.rules import CONFIG_CHANGED, RuleAction
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _pin_key(pin: Pin) -> tuple[str, int, str, str]:
 
 def pin_set(suggestions: Iterable[Suggestion], domain: str) -> frozenset[Pin]:
     """What an answer tells clients of `domain` to use, resolved without any local part."""
-    nobody = User("", "", domain, to_unicode(domain))
+    nobody = User.for_domain(domain, strict=False)
     found: set[Pin] = set()
     for suggestion in suggestions:
         try:
@@ -248,7 +249,7 @@ class PinKeeper:
         self._failing.discard(path)
         if before is None or before == pins:
             return decision
-        return _changed(decision, user, before, pins, action)
+        return _changed(decision, user, before, pins, action, policy)
 
     def close(self) -> None:
         for store in self._stores.values():
@@ -266,15 +267,12 @@ def describe_change(before: frozenset[Pin], after: frozenset[Pin]) -> str:
 
 
 def _changed(decision: Decision, user: User, before: frozenset[Pin], after: frozenset[Pin],
-             action: RuleAction) -> Decision:
+             action: RuleAction, policy: Policy) -> Decision:
     change = describe_change(before, after)
     kept = "kept (pinned domain)" if action is RuleAction.BLOCK else "replaced"
     finding = Finding(CONFIG_CHANGED, user.domain, "(answer)",
                       f"{decision.format} answer for {user.domain} differs from its pin ({change}); pin {kept}",
                       tuple(str(p) for p in sorted(before, key=_pin_key)))
-    notes = (*decision.notes, f"config-changed: {change}")
-    if action is not RuleAction.BLOCK:  # warn; `rewrite` is refused by the policy loader
-        return replace(decision, action=Action.WARN, findings=(*decision.findings, finding), notes=notes)
-    fmt = by_name(decision.format)
-    return replace(decision, action=Action.BLOCK, findings=(*decision.findings, finding), notes=notes, body=None,
-                   reply=fmt.block(), drop_headers=fmt.sensitive_headers)
+    fmt = by_name(decision.format)  # `rewrite` is refused by the policy loader: this warns or blocks
+    return fold(decision, [finding], policy, fmt.block(), action=action, drop_headers=fmt.sensitive_headers,
+                notes=(f"config-changed: {change}",))

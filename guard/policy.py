@@ -22,53 +22,15 @@ from guard.model import Action
 from guard.mx import MxEvidence, MxSettings, parse_resolver
 from guard.names import InvalidHost, normalise_host
 from guard.ownership import Trust, TrustEntry
+from guard.rules.catalogue import DEFAULT_ACTIONS, RULES, RuleAction
 
 POLICY_VERSION = 1
-
-RULES: tuple[str, ...] = (
-    "reserved-user-domain",
-    "reserved-domain",
-    "ip-literal",
-    "foreign-host",
-    "idn-lookalike",
-    "plaintext",
-    "malformed",
-    "discovery-tld",
-    "credential-leak",
-    "redirect-limit",
-    "config-changed",
-)
-
 
 class Mode(StrEnum):
     """Enforce changes answers; audit only logs what enforce would have done."""
 
     ENFORCE = "enforce"
     AUDIT = "audit"
-
-
-class RuleAction(StrEnum):
-    """What the policy does when a rule fires."""
-
-    BLOCK = "block"
-    REWRITE = "rewrite"
-    WARN = "warn"
-    OFF = "off"
-
-
-DEFAULT_ACTIONS: Mapping[str, RuleAction] = MappingProxyType({
-    "reserved-user-domain": RuleAction.BLOCK,
-    "reserved-domain": RuleAction.REWRITE,
-    "ip-literal": RuleAction.REWRITE,
-    "foreign-host": RuleAction.REWRITE,
-    "idn-lookalike": RuleAction.REWRITE,
-    "plaintext": RuleAction.WARN,
-    "malformed": RuleAction.BLOCK,
-    "discovery-tld": RuleAction.BLOCK,
-    "credential-leak": RuleAction.BLOCK,
-    "redirect-limit": RuleAction.BLOCK,
-    "config-changed": RuleAction.WARN,
-})
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +215,8 @@ def _actions(node: Located | None) -> dict[str, RuleAction]:
     for rule, value in _mapping(node, frozenset(RULES)).items():
         # YAML 1.1 reads a bare `off` as false; that is what the author meant
         actions[rule] = RuleAction.OFF if value.value is False else _enum(value, RuleAction, RuleAction.BLOCK)
-        if rule == "reserved-user-domain" and actions[rule] is RuleAction.REWRITE:
-            raise value.error(
-                "reserved-user-domain cannot be 'rewrite': no suggestion for a reserved domain is legitimate"
-            )
-        if rule == "config-changed" and actions[rule] is RuleAction.REWRITE:
-            raise value.error("config-changed cannot be 'rewrite': a change is about the whole answer")
+        if actions[rule] is RuleAction.REWRITE and not RULES[rule].may_rewrite:
+            raise value.error(f"{rule} cannot be 'rewrite': {RULES[rule].no_rewrite}")
     return actions
 
 

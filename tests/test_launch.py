@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from guard.cli import main
-from guard.launch import DISCOVERY_HOST_GLOBS, allow_host_patterns, mitmdump_argv, pac_text
+from guard.launch import allow_host_patterns, mitmdump_argv, pac_text
 from guard.policy import load_policy
+from guard.proxy.endpoints import DISCOVERY_HOST_GLOBS
 from tests.conftest import ROOT
 
 

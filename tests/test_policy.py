@@ -8,7 +8,8 @@ import pytest
 
 from guard.errors import PolicyError
 from guard.model import Action
-from guard.policy import Mode, RuleAction, default_policy_path, load_policy, shipped_policy_dir
+from guard.policy import Mode, default_policy_path, load_policy, shipped_policy_dir
+from guard.rules import RuleAction
 
 SHIPPED = sorted(p.name for p in shipped_policy_dir().glob("*.yaml") if p.name != "providers.yaml")
 

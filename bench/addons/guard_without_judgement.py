@@ -1,6 +1,6 @@
 """Benchmark variant: the whole guard addon, with every answer judged "allow" without reading it."""
 
-import guard.mitm
+import guard.proxy.addon
 from guard.model import Action, Decision
 
 
@@ -8,5 +8,5 @@ def _allow(_body: bytes, *_args: object, **_kwargs: object) -> Decision:
     return Decision("pox", Action.ALLOW)
 
 
-guard.mitm.judge = _allow  # type: ignore[assignment]
-addons = [guard.mitm.AutodiscoverGuard()]
+guard.proxy.addon.judge = _allow  # type: ignore[assignment]
+addons = [guard.proxy.addon.AutodiscoverGuard()]

@@ -1,12 +1,4 @@
-"""Wire formats: one module per format behind one small interface.
-
-Each module builds a `Format` from three functions:
-
-* `parse(body) -> Parsed` reads the *whole* document or raises `UntrustedInputError`
-  (clients act on fragments, so a partial parse is never returned);
-* `rewrite(body, parsed, drop) -> bytes | None` returns the body without the dropped
-  suggestions, still valid for the format, or None when nothing safe would remain;
-* `block() -> Reply` is the answer that makes a client stop or fall back to manual set-up.
+"""Wire formats: one module per format behind one small interface (`guard.formats.base.Format`).
 
 `detect` picks the module from the body first (root element, JSON keys) and from the URL and
 content type when the body is too broken to say.
@@ -15,24 +7,13 @@ content type when the body is too broken to say.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Suggestion
 
-
-@dataclass(frozen=True, slots=True)
-class Format:
-    """One wire format's parse/rewrite/block triple."""
-
-    name: str
-    parse: Callable[[bytes], Parsed]
-    rewrite: Callable[[bytes, Parsed, Sequence[Suggestion]], bytes | None]
-    block: Callable[[], Reply]
-    # response headers that repeat suggestions (AutoDetect's debug/feedback headers): removed
-    # whenever the guard rewrites or blocks, so hosts cannot leak around the body
-    sensitive_headers: tuple[str, ...] = ()
+__all__ = ["AMBIGUOUS", "Format", "by_name", "detect", "formats", "hint", "sniff_body"]
 
 
 def _registry() -> dict[str, Format]:

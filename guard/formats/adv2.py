@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
-from guard.formats import Format
 from guard.formats._json import as_obj, dump_json, load_json, optional
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
 
 NAME = "adv2"

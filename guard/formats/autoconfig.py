@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
-from guard.formats import Format
 from guard.formats._xml import Element, Name, cut_units, kid, name, named_children, ordinals, read_xml, text
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "autoconfig"

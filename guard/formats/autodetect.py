@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from guard.errors import MalformedDocument, UntrustedInputError
-from guard.formats import Format
 from guard.formats._json import as_obj, drop_items, expect, find_key, join, load_json, optional
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "autodetect"
@@ -216,4 +216,5 @@ def header_suggestions(headers: Mapping[str, str]) -> tuple[Suggestion, ...]:
     return tuple(found)
 
 
-FORMAT = Format(name=NAME, parse=parse, rewrite=rewrite, block=block, sensitive_headers=SENSITIVE_HEADERS)
+FORMAT = Format(name=NAME, parse=parse, rewrite=rewrite, block=block, sensitive_headers=SENSITIVE_HEADERS,
+                header_suggestions=header_suggestions)

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from guard.errors import MalformedDocument
-from guard.formats import Format
 from guard.formats._xml import Element, cut_units, name, ordinals, read_xml, text
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "mobileconfig"

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guard.formats import Format
 from guard.formats._exchange import MOBILESYNC_NS, Found, cut, error_reply, leaf, read_answer
 from guard.formats._xml import Element, kid, named_children
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
 
 NAME = "mobilesync"

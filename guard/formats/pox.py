@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guard.formats import Format
 from guard.formats._exchange import (
     ENCRYPTION,
     OUTLOOK_NS,
@@ -48,6 +47,7 @@ from guard.formats._exchange import (
     read_port,
 )
 from guard.formats._xml import Element, named_children
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "pox"

@@ -40,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
-from guard.formats import Format
 from guard.formats._exchange import (
     ENCRYPTION,
     SOAP_NS,
@@ -54,6 +53,7 @@ from guard.formats._exchange import (
     read_port,
 )
 from guard.formats._xml import Element, kid, kids, name, named_children, read_xml
+from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "soap"

@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from guard.errors import MalformedDocument
-from guard.formats import Format
 from guard.formats._json import as_obj, drop_items, dump_json, expect, join, load_json, optional
+from guard.formats.base import Format
 from guard.model import Locator, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "srv"

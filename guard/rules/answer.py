@@ -1,6 +1,5 @@
-"""The rules: small functions over a normalised suggestion, each with a stable id.
+"""Answer rules: small functions over one normalised suggestion of an answer.
 
-Rule ids are a contract shared by the CLI, the decision log and policies; they are never renamed.
 Reserved names and IP ranges come first and are never excused by ownership evidence.
 """
 
@@ -12,21 +11,14 @@ from guard.model import Finding, Role, Suggestion, Transport
 from guard.names import Target, User, skeleton, to_unicode
 from guard.ownership import Trust, owner_evidence, registrable
 from guard.reserved import non_global_range, reserved_name
-
-RESERVED_USER_DOMAIN = "reserved-user-domain"
-RESERVED_DOMAIN = "reserved-domain"
-IP_LITERAL = "ip-literal"
-FOREIGN_HOST = "foreign-host"
-IDN_LOOKALIKE = "idn-lookalike"
-PLAINTEXT = "plaintext"
-MALFORMED = "malformed"
-INTERNAL_ERROR = "internal-error"
-# Request-side rules, applied by the proxy adapter before an answer exists.
-DISCOVERY_TLD = "discovery-tld"
-CREDENTIAL_LEAK = "credential-leak"
-REDIRECT_LIMIT = "redirect-limit"
-# Stateful: the answer differs from the one last accepted for the domain (guard/pins.py).
-CONFIG_CHANGED = "config-changed"
+from guard.rules.catalogue import (
+    FOREIGN_HOST,
+    IDN_LOOKALIKE,
+    IP_LITERAL,
+    PLAINTEXT,
+    RESERVED_DOMAIN,
+    RESERVED_USER_DOMAIN,
+)
 
 
 class Subject(NamedTuple):

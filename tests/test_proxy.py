@@ -1,4 +1,4 @@
-"""The mitmproxy adapter, hook by hook, with mitmproxy's own test helpers (no proxy process)."""
+"""The mitmproxy addons (guard/proxy/), hook by hook, with mitmproxy's own test helpers (no proxy process)."""
 
 from __future__ import annotations
 
@@ -21,18 +21,13 @@ from mitmproxy.net.dns import types as dns_types
 from mitmproxy.test import taddons, tflow, tutils
 
 from guard.formats._xml import name, read_xml
-from guard.mitm import (
-    AutodiscoverGuard,
-    PendingRedirects,
-    Walk,
-    _authority,
-    _header,
-    flow_url,
-    identify,
-    is_discovery,
-    request_host,
-)
+from guard.proxy.addon import AutodiscoverGuard
+from guard.proxy.dns import DnsGuard
+from guard.proxy.endpoints import is_discovery
+from guard.proxy.flows import authority, flow_url, header, identify, request_host
+from guard.proxy.walk import PendingRedirects
 from guard.rules import CREDENTIAL_LEAK, DISCOVERY_TLD, REDIRECT_LIMIT
+from guard.rules.walk import Walk
 from tests.conftest import FIXTURES, ROOT, pox_request
 
 POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
@@ -66,8 +61,9 @@ def answer(body: bytes, *, status: int = 200, headers: dict[str, str] | None = N
 class Guard:
     """The addon in a taddons context, with a decision-log reader and a flow driver."""
 
-    def __init__(self, addon: AutodiscoverGuard, tctx: taddons.context, log: Path) -> None:
+    def __init__(self, addon: AutodiscoverGuard, dns: DnsGuard, tctx: taddons.context, log: Path) -> None:
         self.addon = addon
+        self.dns = dns
         self.tctx = tctx
         self.log = log
 
@@ -98,11 +94,12 @@ class Guard:
 @pytest.fixture
 def guard(tmp_path: Path) -> Iterator[Guard]:
     addon = AutodiscoverGuard()
-    with taddons.context(addon) as tctx:
+    dns_addon = DnsGuard(addon.runtime)
+    with taddons.context(addon, dns_addon) as tctx:
         log = tmp_path / "decisions.jsonl"
         tctx.options.update(guard_log=str(log))
         addon.configure(set(tctx.options.keys()))  # what mitmdump does at start: every option
-        yield Guard(addon, tctx, log)
+        yield Guard(addon, dns_addon, tctx, log)
 
 
 def policy_copy(folder: Path, text: str | None = None) -> Path:
@@ -144,10 +141,11 @@ def test_mitmproxys_body_limit_defaults_to_the_policys_wire_cap(given: str | Non
         assert tctx.options.body_size_limit == kept
 
 
-def test_the_script_shim_exposes_one_guard_addon() -> None:
+def test_the_script_shim_exposes_the_http_and_dns_addons_sharing_one_runtime() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ROOT / "addons" / "autodiscover_guard.py"))
-        assert [type(a) for a in module.addons] == [AutodiscoverGuard]
+        assert [type(a) for a in module.addons] == [AutodiscoverGuard, DnsGuard]
+        assert module.addons[0].runtime is module.addons[1].runtime
 
 
 # --- which flows are discovery -------------------------------------------------------------------
@@ -230,11 +228,11 @@ def test_the_flow_url_of_a_connect_request_is_its_authority() -> None:
 
 
 def test_host_header_parses_are_remembered_in_a_bounded_cache() -> None:
-    for i in range(_authority.cache_info().maxsize + 100):
+    for i in range(authority.cache_info().maxsize + 100):
         request = http.Request.make("GET", POX_URL)
         request.headers["host"] = f"h{i}.contoso.com:8443"
         assert flow_url(request) == request.pretty_url
-    info = _authority.cache_info()
+    info = authority.cache_info()
     assert info.maxsize is not None and info.currsize == info.maxsize
 
 
@@ -242,7 +240,7 @@ def test_host_header_parses_are_remembered_in_a_bounded_cache() -> None:
 def test_header_lookups_fold_repeats_like_mitmproxy(name: str) -> None:
     headers = http.Headers([(b"X-Email", b"a@contoso.com"), (b"WWW-Authenticate", b"Negotiate"),
                             (b"www-authenticate", b'Basic realm="x"'), (b"Authorization", b"Basic \xff")])
-    assert _header(headers, name.lower().encode()) == headers.get(name)
+    assert header(headers, name.lower().encode()) == headers.get(name)
 
 
 def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:
@@ -640,7 +638,7 @@ def _explode(*_args: object, **_kwargs: object) -> None:
 
 def test_an_internal_error_blocks_instead_of_passing_the_answer(guard: Guard,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("guard.mitm.judge", _explode)
+    monkeypatch.setattr("guard.proxy.addon.judge", _explode)
     upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
     flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
     assert flow.response is not upstream and flow.response is not None and flow.response.status_code == 403
@@ -650,7 +648,7 @@ def test_an_internal_error_blocks_instead_of_passing_the_answer(guard: Guard,
 def test_an_internal_error_passes_when_the_policy_says_on_error_allow(guard: Guard,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     guard.configure(guard_policy=str(ROOT / "policies" / "audit.yaml"), guard_mode="enforce")
-    monkeypatch.setattr("guard.mitm.judge", _explode)
+    monkeypatch.setattr("guard.proxy.addon.judge", _explode)
     upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
     flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
     assert flow.response is upstream and guard.last()["rules"] == ["internal-error"]
@@ -666,9 +664,9 @@ def _srv_flow(target: bytes) -> dns.DNSFlow:
 
 
 def test_an_internal_error_in_the_dns_hook_refuses_the_answer(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("guard.mitm.judge_answer", _explode)
+    monkeypatch.setattr("guard.proxy.dns.judge_answer", _explode)
     flow = _srv_flow(b"imap.contoso.com")
-    asyncio.run(guard.addon.dns_response(flow))
+    asyncio.run(guard.dns.dns_response(flow))
     assert flow.response is not None and flow.response.response_code == dns_codes.REFUSED
     assert not flow.response.answers
     line = guard.last()
@@ -678,10 +676,10 @@ def test_an_internal_error_in_the_dns_hook_refuses_the_answer(guard: Guard, monk
 def test_an_internal_error_in_the_dns_hook_passes_when_the_policy_says_on_error_allow(
         guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
     guard.configure(guard_policy=str(ROOT / "policies" / "audit.yaml"), guard_mode="enforce")
-    monkeypatch.setattr("guard.mitm.judge_answer", _explode)
+    monkeypatch.setattr("guard.proxy.dns.judge_answer", _explode)
     flow = _srv_flow(b"imap.contoso.com")
     upstream = flow.response
-    asyncio.run(guard.addon.dns_response(flow))
+    asyncio.run(guard.dns.dns_response(flow))
     assert flow.response is upstream and flow.response is not None and len(flow.response.answers) == 1
     assert guard.last()["rules"] == ["internal-error"]
 
@@ -689,13 +687,13 @@ def test_an_internal_error_in_the_dns_hook_passes_when_the_policy_says_on_error_
 def test_the_dns_hook_judges_the_same_answer_without_the_fault(guard: Guard) -> None:
     """The control for the two tests above: the flow they build is an ordinary, owned answer."""
     flow = _srv_flow(b"imap.contoso.com")
-    asyncio.run(guard.addon.dns_response(flow))
+    asyncio.run(guard.dns.dns_response(flow))
     assert flow.response is not None and flow.response.response_code == dns_codes.NOERROR
     assert guard.last()["action"] == "allow"
 
 
 def test_an_internal_error_before_the_body_kills_the_flow(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("guard.mitm.hint", _explode)
+    monkeypatch.setattr("guard.proxy.addon.hint", _explode)
     flow = make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"))
     upstream = answer(b"")
     upstream.headers["content-length"] = str(50 * 1024 * 1024)
@@ -727,7 +725,7 @@ def test_the_log_hides_local_parts_and_query_addresses(guard: Guard) -> None:
 
 def test_console_mode_prints_one_human_line(guard: Guard, caplog: pytest.LogCaptureFixture) -> None:
     guard.configure(guard_console=True)
-    with caplog.at_level(logging.INFO, logger="guard.mitm"):
+    with caplog.at_level(logging.INFO, logger="guard.proxy.record"):
         guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}),
                       answer(fixture("autodetect__seed_example_com.json")))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("autodiscover-guard: BLOCK")]

@@ -1,0 +1,36 @@
+"""The interface every wire format implements (a leaf module: format modules import it, not the package)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from guard.model import Parsed, Reply, Suggestion
+
+
+def no_header_suggestions(_headers: Mapping[str, str]) -> tuple[Suggestion, ...]:
+    """Most formats repeat nothing in response headers."""
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """One wire format's parse/rewrite/block triple.
+
+    * `parse(body) -> Parsed` reads the *whole* document or raises `UntrustedInputError`
+      (clients act on fragments, so a partial parse is never returned);
+    * `rewrite(body, parsed, drop) -> bytes | None` returns the body without the dropped
+      suggestions, still valid for the format, or None when nothing safe would remain;
+    * `block() -> Reply` is the answer that makes a client stop or fall back to manual set-up;
+    * `header_suggestions(headers)` finds suggestions a format repeats in response headers
+      (AutoDetect's debug/feedback headers), judged like the body's; never raises.
+    """
+
+    name: str
+    parse: Callable[[bytes], Parsed]
+    rewrite: Callable[[bytes, Parsed, Sequence[Suggestion]], bytes | None]
+    block: Callable[[], Reply]
+    # response headers that repeat suggestions: removed whenever the guard rewrites or blocks,
+    # so hosts cannot leak around the body
+    sensitive_headers: tuple[str, ...] = ()
+    header_suggestions: Callable[[Mapping[str, str]], tuple[Suggestion, ...]] = no_header_suggestions

@@ -1,0 +1,335 @@
+"""The HTTP addon: options, the policy in force, and the hooks that judge discovery flows.
+
+Request side (`request`): pick out discovery flows by the endpoint table, learn whose discovery
+it is, and refuse two kinds of request locally, before any upstream connection (`discovery-tld`,
+`credential-leak`: see `guard.rules.request`).
+
+Response side (`responseheaders`, `response`): decode the body with the guard's own capped
+decoder, judge it with `guard.engine.judge`, judge a 30x `Location` like a redirect suggestion,
+count redirect hops per client and user (`redirect-limit`), refuse Basic challenges from hosts
+the user does not own, then pass, rewrite or block. Audit mode changes nothing and logs what
+enforce would have done.
+
+Every hook body is wrapped: mitmproxy forwards the upstream answer unchanged when an addon
+raises, so an internal error becomes a block unless the policy's `on_error` is `allow`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urljoin
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+
+from guard.engine import GENERIC_BLOCK, fold, judge
+from guard.errors import PolicyError, UntrustedInputError
+from guard.formats import Format, by_name, detect, hint
+from guard.log import DecisionLog, FlowFacts
+from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
+from guard.ownership import load_suffix_list
+from guard.pins import PinKeeper
+from guard.policy import Policy, default_policy_path
+from guard.proxy import flows
+from guard.proxy.apply import apply_http, hang_up_upstream
+from guard.proxy.endpoints import is_discovery, is_discovery_host
+from guard.proxy.record import DISCOVERY, FlowState, internal_error, settle
+from guard.proxy.reload import Runtime
+from guard.proxy.walk import PendingRedirects
+from guard.rules import MALFORMED, request
+from guard.rules.walk import hop_key, redirect_limit
+
+logger = logging.getLogger(__name__)
+
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+
+def _no_suggestions(_body: bytes) -> Parsed:
+    return Parsed("http-redirect", ())
+
+
+def _nothing_left(_body: bytes, _parsed: Parsed, _drop: Sequence[Suggestion]) -> bytes | None:
+    return None
+
+
+def _generic_block() -> Reply:
+    return GENERIC_BLOCK
+
+
+# A 30x whose only suggestion is its Location header (docs/formats.md, redirects): judged through
+# the engine like any answer, the Location passed as an extra suggestion.
+HTTP_REDIRECT = Format("http-redirect", _no_suggestions, _nothing_left, _generic_block)
+
+
+def _block_reply(format_name: str) -> Reply:
+    """The format's own block answer (what its clients already handle), else a plain 403."""
+    try:
+        return by_name(format_name).block()
+    except KeyError:
+        return GENERIC_BLOCK
+
+
+def _local_reply(finding: Finding) -> Reply:
+    return Reply(403, "text/plain; charset=utf-8",
+                 f"Blocked by autodiscover-guard ({finding.rule}): {finding.message}\n".encode())
+
+
+def _unreadable(format_name: str, why: str, policy: Policy) -> Decision:
+    """An answer the guard cannot read is `malformed`: clients act on fragments (docs/rules.md)."""
+    return fold(Decision(format_name, Action.ALLOW), [Finding(MALFORMED, "", "(body)", why)], policy,
+                _block_reply(format_name))
+
+
+def _options_error(message: str) -> Exception:
+    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
+
+
+_Hook = Callable[["AutodiscoverGuard", http.HTTPFlow], None]
+
+
+def _fail_closed(*, can_replace: bool) -> Callable[[_Hook], _Hook]:
+    """Turn any exception in a hook into the guard's decision instead of mitmproxy's pass-through."""
+
+    def wrap(hook: _Hook) -> _Hook:
+        @functools.wraps(hook)
+        def guarded(self: AutodiscoverGuard, flow: http.HTTPFlow) -> None:
+            try:
+                hook(self, flow)
+            except Exception as exc:  # an addon error would forward the upstream answer unchanged
+                self._internal_error(flow, exc, can_replace=can_replace)
+
+        return guarded
+
+    return wrap
+
+
+class AutodiscoverGuard:
+    """Judges mail discovery answers (and requests) passing through mitmproxy."""
+
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        self.runtime = runtime or Runtime()
+        self.redirects = PendingRedirects()
+        self.pins = PinKeeper()  # config-changed (docs/pinning.md), when the policy turns pinning on
+        self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy in force (None before `configure`)."""
+        return self.runtime.policy
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        """Declare the options (names are a contract with `autodiscover-guard run`)."""
+        add = loader.add_option
+        add("guard_policy", str, str(default_policy_path()), "Policy file (YAML); reloaded when it changes.")
+        add("guard_mode", str, "", "enforce | audit; empty: the policy's own mode.", choices=("", "enforce", "audit"))
+        add("guard_log", str, "", "Decision log file (JSON lines); empty: stderr.")
+        add("guard_console", bool, False, "Print one human-readable line per decision.")
+        add("guard_max_body", int, 0, "Cap in bytes on any body the guard reads (wire and decoded); "
+                                      "0: the policy's limits.")
+        add("guard_metrics", str, "", "Prometheus text file rewritten every second and at exit; empty: off.")
+
+    def configure(self, updated: set[str]) -> None:
+        """Validate options (mitmproxy does not enforce choices) and load the policy; errors exit at start."""
+        options, runtime = ctx.options, self.runtime
+        if "guard_mode" in updated and options.guard_mode not in ("", "enforce", "audit"):
+            raise _options_error(f"guard_mode must be enforce, audit or empty, not {options.guard_mode!r}")
+        if "guard_max_body" in updated and options.guard_max_body < 0:
+            raise _options_error("guard_max_body must be 0 (the policy's limits) or a positive byte count")
+        policy = None
+        if "guard_policy" in updated:
+            try:
+                policy = runtime.read_policy(Path(options.guard_policy).expanduser())
+            except PolicyError as exc:
+                raise _options_error(f"invalid policy: {exc}") from None
+        # everything is valid from here on: apply
+        runtime.mode_option = options.guard_mode
+        runtime.max_body_option = options.guard_max_body
+        runtime.console = options.guard_console
+        runtime.metrics_path = options.guard_metrics
+        if "guard_log" in updated:
+            runtime.log.close()
+            runtime.log = DecisionLog(options.guard_log)
+        if policy is not None:
+            runtime.install(policy)
+        if "body_size_limit" in options and options.body_size_limit is None:
+            # as `run` does: without it mitmproxy buffers a chunked answer without end
+            options.update(body_size_limit=str(runtime.caps(runtime.policy_in_force())[0]))  # type: ignore[no-untyped-call]
+
+    def running(self) -> None:
+        """Say what is in force (unknown `--set` names are silently ignored) and start the ticker."""
+        load_suffix_list()
+        runtime = self.runtime
+        policy = runtime.policy_in_force()
+        logger.info(
+            "autodiscover-guard: policy %s (revision %s), mode %s, decision log %s, metrics %s",
+            runtime.policy_path, policy.revision, runtime.mode(policy).value, runtime.log.path or "stderr",
+            runtime.metrics_path or "off",
+        )
+        runtime.start()
+
+    def done(self) -> None:
+        """Stop the ticker, write the final metrics, close the log and the pin stores."""
+        self.runtime.stop()
+        self.pins.close()
+
+    def tick(self) -> None:
+        """What the ticker does once a second (tests call it directly)."""
+        self.runtime.tick()
+
+    # -- request side ----------------------------------------------------------------------------
+
+    @_fail_closed(can_replace=True)
+    def request(self, flow: http.HTTPFlow) -> None:
+        """Start tracking discovery flows; refuse TLD discovery and misdirected credentials locally."""
+        req = flow.request
+        host = flows.request_host(req)
+        if not is_discovery(host, req.path, req.headers):
+            return
+        started = time.perf_counter()
+        state = self._start(flow, host)
+        policy = state.policy
+        body = flows.request_body(req, *self.runtime.caps(policy))
+        state.user, state.user_source = flows.identify(req, host, body)
+        if state.user is not None and policy.mx is not None:
+            policy.mx.prefetch(state.user.domain)  # MX evidence ready by the time the answer is
+        state.walk, redirected = self.redirects.join(state.client, state.url, state.user)
+        if redirected:
+            state.user, state.user_source = state.walk.user, "redirect"
+        user = state.user
+        finding = (request.discovery_tld(host, user, discovery_name=is_discovery_host(host))
+                   or request.credential_leak(host, req.scheme, user, flows.credential(req, body), policy.trust))
+        if finding is not None:
+            decision = fold(Decision(hint(state.url) or "request", Action.ALLOW), [finding], policy,
+                            _local_reply(finding))
+            self._finish(flow, state, decision, started)
+        else:
+            state.elapsed += time.perf_counter() - started
+
+    def _start(self, flow: http.HTTPFlow, host: str) -> FlowState:
+        runtime = self.runtime
+        policy = runtime.policy_in_force()
+        peer = flow.client_conn.peername
+        state = FlowState(policy, runtime.mode(policy), str(peer[0]) if peer else "?", host,
+                          flows.flow_url(flow.request))
+        self._flows[flow] = state
+        flow.metadata[DISCOVERY] = True
+        return state
+
+    # -- response side ---------------------------------------------------------------------------
+
+    @_fail_closed(can_replace=False)
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Refuse an answer too big to read, or streamed past the guard, before its body arrives."""
+        state = self._flows.get(flow)
+        if state is None or state.done or flow.response is None or not 200 <= flow.response.status_code < 300:
+            return
+        started = time.perf_counter()
+        length = flows.header(flow.response.headers, b"content-length") or ""
+        wire, _ = self.runtime.caps(state.policy)
+        if flow.response.stream:
+            why = "the body is streamed (stream_large_bodies) and cannot be inspected"
+        elif length.isdigit() and int(length) > wire:
+            why = f"Content-Length {length} exceeds the {wire}-byte cap"
+        else:
+            state.elapsed += time.perf_counter() - started
+            return
+        self._finish(flow, state, _unreadable(hint(state.url) or "unknown", why, state.policy), started, kill=True)
+
+    @_fail_closed(can_replace=True)
+    def response(self, flow: http.HTTPFlow) -> None:
+        """Judge the answer and pass, rewrite or block it."""
+        state = self._flows.get(flow)
+        if state is None or state.done or flow.response is None:
+            return
+        started = time.perf_counter()
+        status = flow.response.status_code
+        location = flows.header(flow.response.headers, b"location") if status in _REDIRECT_STATUS else None
+        if location is not None:
+            decision = self._judge_location(state, location)
+        elif 200 <= status < 300:
+            decision = self._judge_body(flow.response, state)
+        else:
+            decision = Decision(hint(state.url) or "unknown", Action.ALLOW,
+                                notes=(f"HTTP {status}: no answer to judge",))
+        decision = self.pins.check(self._judge_challenge(flow, state, decision), state.user, state.policy)
+        self._finish(flow, state, decision, started)
+
+    @_fail_closed(can_replace=False)
+    def error(self, flow: http.HTTPFlow) -> None:
+        """Log discovery flows that got no answer (upstream unreachable, over `body_size_limit`)."""
+        hang_up_upstream(flow)
+        state = self._flows.get(flow)
+        if state is None or state.done:
+            return
+        why = flow.error.msg if flow.error is not None else "unknown error"
+        decision = Decision(hint(state.url) or "unknown", Action.ALLOW, notes=(f"no answer: {why}",))
+        self._finish(flow, state, decision, time.perf_counter())
+
+    def _judge_body(self, response: http.Response, state: FlowState) -> Decision:
+        policy, url = state.policy, state.url
+        content_type = flows.header(response.headers, b"content-type") or ""
+        try:
+            body = flows.read_body(response, *self.runtime.caps(policy))
+        except UntrustedInputError as exc:
+            return _unreadable(hint(url, content_type) or "unknown", str(exc), policy)
+        if not body or body.isspace():  # not body.strip(): no copy of the body
+            return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
+        fmt = detect(body, url, content_type)
+        extra = fmt.header_suggestions(response.headers) if fmt is not None else ()
+        decision = judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra)
+        return self._judge_hops(state, decision, decision.suggestions)
+
+    def _judge_location(self, state: FlowState, location: str) -> Decision:
+        with contextlib.suppress(ValueError):  # else judged as written: unreadable means malformed
+            location = urljoin(state.url, location)
+        suggestion = Suggestion(location, ValueKind.URL, Role.REDIRECT, "Location")
+        decision = judge(b"", state.user, state.policy, fmt=HTTP_REDIRECT, extra=(suggestion,))
+        if decision.action is Action.REWRITE:  # the Location is the whole answer: nothing is left
+            decision = replace(decision, action=Action.BLOCK, body=None, reply=GENERIC_BLOCK)
+        return self._judge_hops(state, decision, (suggestion,))
+
+    def _judge_hops(self, state: FlowState, decision: Decision, found: Sequence[Suggestion]) -> Decision:
+        """Count the redirects an answer sends the client on; remember them for the walk's next hop."""
+        hops = [(s, key) for s in found if (key := hop_key(s)) is not None]
+        if not hops or decision.action is Action.BLOCK:
+            return decision
+        findings = redirect_limit(state.walk, hops, state.policy.limits.max_redirects)
+        decision = fold(decision, findings, state.policy, _block_reply(decision.format))
+        if decision.action is not Action.BLOCK:
+            now = time.monotonic()
+            for _suggestion, key in hops:
+                self.redirects.offer(state.client, key, state.walk.next(key), now)
+        return decision
+
+    def _judge_challenge(self, flow: http.HTTPFlow, state: FlowState, decision: Decision) -> Decision:
+        """A Basic challenge from a host the user does not own (or over http) would fetch the password."""
+        assert flow.response is not None
+        challenges = flows.header(flow.response.headers, b"www-authenticate")  # folded: the rule splits at commas
+        finding = request.basic_challenge(state.host, flow.request.scheme, state.user, challenges,
+                                          state.policy.trust)
+        return decision if finding is None else fold(decision, [finding], state.policy, _local_reply(finding))
+
+    # -- applying and recording ------------------------------------------------------------------
+
+    def _finish(self, flow: http.HTTPFlow, state: FlowState, decision: Decision, started: float,
+                *, kill: bool = False) -> None:
+        status = flow.response.status_code if flow.response is not None else None  # upstream's, if any
+        latency = state.elapsed + time.perf_counter() - started
+        facts = FlowFacts(flow.id, state.client, flow.request.method, state.url, status)
+        settle(self.runtime, flow, state, facts, decision, latency, lambda: apply_http(flow, decision, kill=kill))
+
+    def _internal_error(self, flow: http.HTTPFlow, exc: Exception, *, can_replace: bool) -> None:
+        """Fail closed (unless `on_error: allow`) and still log the flow exactly once."""
+        state = self._flows.get(flow) or self._start(flow, flow.request.host)  # the plain attribute: cannot fail
+        decision = internal_error(exc, state.policy)  # logged loudly even when the flow was already decided
+        if not state.done:
+            self._finish(flow, state, decision, time.perf_counter(), kill=not can_replace)

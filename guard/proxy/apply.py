@@ -1,0 +1,70 @@
+"""Applying a decision to a flow (enforce mode only): a local answer, a rewritten body, a refused lookup."""
+
+from __future__ import annotations
+
+from mitmproxy import ctx, dns, http
+from mitmproxy.net.dns import response_codes
+
+from guard.dnsjudge import DnsVerdict
+from guard.engine import GENERIC_BLOCK
+from guard.model import Action, Decision
+
+LOCAL = "guard.local"  # flow.metadata key: the guard answered this flow itself
+
+
+def apply_http(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
+    """A fresh local answer for a block (never in responseheaders, where mitmproxy would still
+    stream the upstream body), a new identity-encoded body and fewer headers for a rewrite."""
+    if decision.action is Action.BLOCK:
+        if kill:
+            if flow.killable:
+                flow.kill()  # type: ignore[no-untyped-call]
+            return
+        reply = decision.reply or GENERIC_BLOCK
+        flow.response = http.Response.make(reply.status, reply.body, {"content-type": reply.content_type})
+        flow.metadata[LOCAL] = True
+        flow.comment = f"autodiscover-guard: blocked ({', '.join(decision.rules)})"
+        return
+    response = flow.response
+    assert response is not None
+    for name in decision.drop_headers:
+        response.headers.pop(name, None)
+    if decision.body is not None:
+        response.headers.pop("content-encoding", None)
+        response.set_content(decision.body)  # fixes Content-Length
+    flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
+
+
+def apply_dns(flow: dns.DNSFlow, decision: Decision, verdict: DnsVerdict | None) -> None:
+    """REFUSED for a block, the answer without the dropped records for a rewrite."""
+    response = flow.response
+    assert response is not None
+    if decision.action is Action.BLOCK or verdict is None:
+        flow.response = flow.request.fail(response_codes.REFUSED)
+        flow.comment = f"autodiscover-guard: refused ({', '.join(decision.rules)})"
+        return
+    response.answers = [r for i, r in enumerate(response.answers) if i not in verdict.drop_answers]
+    response.additionals = [r for i, r in enumerate(response.additionals) if i not in verdict.drop_additionals]
+    flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
+
+
+def hang_up_upstream(flow: http.HTTPFlow) -> None:
+    """Close the HTTP/1 upstream connection of a flow abandoned mid-answer (over a cap, killed).
+
+    mitmproxy 12 stops reading such a connection but leaves it open: its read task is then
+    referenced only from a garbage cycle, so the socket lives until the next full collection and
+    a hostile server could hold one per answer. mitmproxy 11 closes it itself; closing twice is
+    harmless. This reaches into proxyserver internals, so whatever is missing means "do nothing".
+    """
+    server = flow.server_conn
+    if not server.connected or flow.response is None or flow.response.http_version not in ("HTTP/1.0", "HTTP/1.1"):
+        return  # an HTTP/2 connection carries other flows' streams
+    try:
+        proxyserver = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+    except AttributeError:
+        return  # no running master (replay)
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    transport = getattr(handler, "transports", {}).get(server)
+    writer = getattr(transport, "writer", None)
+    if writer is not None and not writer.is_closing():
+        writer.close()

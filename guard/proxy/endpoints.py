@@ -1,0 +1,177 @@
+"""The one table of discovery endpoints: which requests are mail discovery, and whose.
+
+Flow classification (`is_discovery`), the user's domain when only a host or path names it
+(`domain_hint`), `run`'s interception patterns (`allow_host_patterns`) and the PAC file's globs
+(`pac_globs`) are all derived from `ENDPOINTS`; docs/architecture.md says how to add one. This
+module does not import mitmproxy, so the launcher can read it without starting a proxy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import parse_qsl, unquote
+
+
+class HostMatch(Enum):
+    """How an endpoint's `host` is compared with a request's host."""
+
+    PREFIX = "prefix"  # `autodiscover.` + anything
+    EXACT = "exact"
+    SUFFIX = "suffix"  # anything + `.autodetect.outlook.cloud.microsoft`
+    ANY = "any"  # any host: the path alone says it is discovery
+
+
+# Outlook's POX/SOAP/v2 paths, Thunderbird's autoconfig paths, Apple profiles (docs/formats.md).
+_DISCOVERY_PATH = re.compile(
+    r"/autodiscover/autodiscover\.(?:xml|svc|json)|/mail/config-v1\.1\.xml|/\.well-known/autoconfig/|mobileconfig",
+    re.IGNORECASE,
+)
+_AUTODETECT_PATH = re.compile(r"/(?:autodetect/)?detect/?$", re.IGNORECASE)
+_DOH_PATH = re.compile(r"^/(?:dns-query|resolve)$", re.IGNORECASE)
+_SERVICE_LABELS = re.compile(r"^(?:_[^.]+\.)+")
+
+
+def _doh_lookup(query: str, headers: Mapping[str, str]) -> bool:
+    """DoH JSON lookups of SRV service names (docs/dns.md): `?name=_imaps._tcp.<domain>`."""
+    return "name=_" in query.lower() and "dns-json" in (headers.get("accept", "") + query).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One discovery endpoint.
+
+    `path` is searched in the path without its query; None means any path. `claims_host`: a
+    request to this host is discovery only on these paths (ISPDB hosts serve other pages too).
+    `domain_from` says which part of the request names the user's domain, when no address does:
+    "host" (after the first label), "ispdb" (the last path segment), "dns-name" (the `name=`
+    query). `intercept`: `run` decrypts this host and the PAC file sends it to the guard.
+    """
+
+    host: str
+    match: HostMatch
+    doc: str
+    path: re.Pattern[str] | None = None
+    claims_host: bool = False
+    domain_from: str | None = None
+    intercept: bool = True
+    query: Callable[[str, Mapping[str, str]], bool] | None = None
+
+
+_ISPDB_DOC = "Thunderbird's ISPDB lookup (/<prefix>/<domain>)"
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("autodiscover.", HostMatch.PREFIX, "Outlook/ActiveSync autodiscover host of the mail domain",
+             domain_from="host"),
+    Endpoint("autoconfig.", HostMatch.PREFIX, "Thunderbird autoconfig host of the mail domain", domain_from="host"),
+    Endpoint("", HostMatch.ANY, "autodiscover/autoconfig/mobileconfig paths on any host", path=_DISCOVERY_PATH,
+             intercept=False),
+    Endpoint(".autodetect.outlook.cloud.microsoft", HostMatch.SUFFIX, "Outlook AutoDetect",
+             path=_AUTODETECT_PATH, claims_host=True),
+    Endpoint("prod-autodetect.outlookmobile.com", HostMatch.EXACT, "Outlook mobile AutoDetect",
+             path=_AUTODETECT_PATH, claims_host=True),
+    Endpoint("outlook.office365.com", HostMatch.EXACT, "Microsoft 365 autodiscover (POX, SOAP, v2)",
+             path=_DISCOVERY_PATH),
+    Endpoint("live.thunderbird.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/autoconfig/v1\.1/", re.I),
+             claims_host=True, domain_from="ispdb"),
+    Endpoint("live.mozillamessaging.com", HostMatch.EXACT, _ISPDB_DOC,
+             path=re.compile(r"^/autoconfig/v1\.1/", re.I), claims_host=True, domain_from="ispdb",
+             intercept=False),
+    Endpoint("autoconfig.thunderbird.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/v1\.1/", re.I),
+             claims_host=True, domain_from="ispdb"),
+    Endpoint("v1.ispdb.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/"), claims_host=True,
+             domain_from="ispdb"),
+    Endpoint("", HostMatch.ANY, "DNS-over-HTTPS JSON lookups of mail SRV names", path=_DOH_PATH,
+             domain_from="dns-name", intercept=False, query=_doh_lookup),
+)
+
+# The table, indexed once so that classifying a flow (every flow asks) stays a few lookups.
+_PREFIXES = tuple(e.host for e in ENDPOINTS if e.match is HostMatch.PREFIX)
+_DOMAIN_PREFIXES = tuple(e.host for e in ENDPOINTS if e.match is HostMatch.PREFIX and e.domain_from == "host")
+_EXACT = {e.host: e for e in ENDPOINTS if e.match is HostMatch.EXACT and e.claims_host}
+_SUFFIXES = tuple((e.host, e) for e in ENDPOINTS if e.match is HostMatch.SUFFIX and e.claims_host)
+_ANY_PATHS = tuple(e for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is None)
+_ANY_QUERIES = tuple(e for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is not None)
+_ISPDB_DOMAIN = re.compile(r"^/(?:autoconfig/)?(?:v1\.1/)?([^/]+)/?$", re.IGNORECASE)
+
+
+def _claimed(host: str) -> Endpoint | None:
+    """The endpoint that alone decides for `host` (its other paths are not discovery), if any."""
+    found = _EXACT.get(host)
+    if found is None:
+        for suffix, endpoint in _SUFFIXES:
+            if host.endswith(suffix):
+                return endpoint
+    return found
+
+
+def is_discovery(host: str, path: str, headers: Mapping[str, str] | None = None) -> bool:
+    """Whether a request is mail discovery, from host and path (cheap: every flow asks)."""
+    if host.startswith(_PREFIXES):
+        return True
+    plain, _, query = path.partition("?")
+    for endpoint in _ANY_PATHS:
+        if endpoint.path is not None and endpoint.path.search(plain):
+            return True
+    claimed = _claimed(host)
+    if claimed is not None:
+        return claimed.path is None or claimed.path.search(plain) is not None
+    for endpoint in _ANY_QUERIES:
+        if endpoint.path is not None and endpoint.path.match(plain) and endpoint.query is not None \
+                and endpoint.query(query, headers or {}):
+            return True
+    return False
+
+
+def domain_hint(host: str, path: str) -> tuple[str, str] | None:
+    """(source, domain) when only a domain is known: ISPDB path, SRV name, discovery host."""
+    plain, _, query = path.partition("?")
+    claimed = _claimed(host)
+    if claimed is not None and claimed.domain_from == "ispdb":
+        match = _ISPDB_DOMAIN.match(plain)
+        return ("ispdb", unquote(match.group(1))) if match else None
+    for key, value in parse_qsl(query):
+        if key == "name" and value.startswith("_"):
+            return "dns-name", _SERVICE_LABELS.sub("", value)
+    if host.startswith(_DOMAIN_PREFIXES):
+        return "host", host.partition(".")[2]
+    return None
+
+
+def is_discovery_host(host: str) -> bool:
+    """`host` is a discovery name by its first label (`autodiscover.`, `autoconfig.`)."""
+    return host.startswith(_DOMAIN_PREFIXES)
+
+
+def _pattern(endpoint: Endpoint) -> str:
+    """A regex for mitmproxy's `allow_hosts`, matched with re.search against "host:port"."""
+    escaped = re.escape(endpoint.host)
+    return {HostMatch.PREFIX: f"^{escaped}", HostMatch.EXACT: f"^{escaped}:", HostMatch.SUFFIX: f"{escaped}:"}[
+        endpoint.match]
+
+
+def _glob(endpoint: Endpoint) -> str:
+    """A shell glob for a PAC file's shExpMatch."""
+    return {HostMatch.PREFIX: f"{endpoint.host}*", HostMatch.EXACT: endpoint.host,
+            HostMatch.SUFFIX: f"*{endpoint.host}"}[endpoint.match]
+
+
+_INTERCEPTED = tuple(e for e in ENDPOINTS if e.intercept and e.match is not HostMatch.ANY)
+DISCOVERY_HOST_PATTERNS: tuple[str, ...] = tuple(_pattern(e) for e in _INTERCEPTED)
+DISCOVERY_HOST_GLOBS: tuple[str, ...] = tuple(_glob(e) for e in _INTERCEPTED)
+
+
+def allow_host_patterns(own_hosts: tuple[str, ...] | list[str]) -> list[str]:
+    """Regexes for `--allow-hosts`: the table's hosts plus a policy's own mail domains."""
+    own = [rf"^({'|'.join(re.escape(p) for p in _DOMAIN_PREFIXES)})?{re.escape(host)}:" for host in own_hosts]
+    return [*DISCOVERY_HOST_PATTERNS, *own]
+
+
+def pac_globs(own_hosts: tuple[str, ...] | list[str]) -> list[str]:
+    """Globs for a PAC file: the table's hosts plus a policy's own mail domains and their discovery names."""
+    globs = [*DISCOVERY_HOST_GLOBS]
+    for host in own_hosts:
+        globs += [host, *(prefix + host for prefix in _DOMAIN_PREFIXES)]
+    return globs

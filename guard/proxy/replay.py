@@ -1,0 +1,55 @@
+"""Offline replay: re-judge the discovery flows of a saved mitmproxy flow file, as plain results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mitmproxy import http, io
+
+from guard.log import DecisionLog
+from guard.policy import Mode, Policy
+from guard.proxy.addon import AutodiscoverGuard
+from guard.proxy.flows import flow_url
+from guard.proxy.record import DISCOVERY, FORMAT, RULES, WOULD_ACTION
+from guard.proxy.reload import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What the guard would have done with one saved discovery flow."""
+
+    url: str
+    format: str
+    would_action: str
+    rules: tuple[str, ...]
+
+
+def replay_flows(path: Path, policy: Policy, log: DecisionLog) -> Iterator[Replayed]:
+    """Re-judge the discovery flows of a saved mitmproxy flow file against `policy`.
+
+    Runs the same hooks as the live proxy, in audit mode so the flows read are never changed;
+    each judged flow is logged to `log`.
+
+    Raises:
+        OSError: the file cannot be read.
+        mitmproxy.exceptions.FlowReadException: it is not a flow file.
+    """
+    runtime = Runtime()
+    runtime.log = log
+    runtime.mode_option = Mode.AUDIT.value
+    runtime.install(policy)
+    guard = AutodiscoverGuard(runtime)
+    with path.open("rb") as handle:
+        for flow in io.FlowReader(handle).stream():
+            if not isinstance(flow, http.HTTPFlow) or flow.response is None:
+                continue
+            for key in [k for k in flow.metadata if k.startswith("guard.")]:
+                del flow.metadata[key]  # verdicts of the run that saved the flow
+            guard.request(flow)
+            guard.response(flow)
+            if flow.metadata.get(DISCOVERY):
+                meta = flow.metadata
+                yield Replayed(flow_url(flow.request), str(meta[FORMAT]), str(meta[WOULD_ACTION]),
+                               tuple(map(str, meta[RULES])))
