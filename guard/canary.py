@@ -26,7 +26,6 @@ from guard.decode import decode_body
 from guard.engine import judge
 from guard.errors import PolicyError, UntrustedInputError
 from guard.formats import by_name, sniff_body
-from guard.formats.autodetect import header_suggestions
 from guard.model import Suggestion
 from guard.names import InvalidHost, User, target_of
 from guard.policy import POLICY_VERSION, Policy
@@ -263,7 +262,7 @@ def probe(service: Service, address: str, policy: Policy, fetch: Fetch) -> Probe
     if not 200 <= status < 300 or not body.strip():
         return result(REFUSED, status, detail="no answer body" if 200 <= status < 300 else f"HTTP {status}")
     fmt = by_name(sniff_body(body) or KIND_FORMAT[service.kind])
-    extra = header_suggestions(headers) if fmt.sensitive_headers else ()
+    extra = fmt.header_suggestions(headers)
     decision = judge(body, user, policy, fmt=fmt, url=request.full_url,
                      content_type=headers.get("content-type", ""), extra=extra)
     if decision.suggestions:

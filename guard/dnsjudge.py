@@ -26,6 +26,7 @@ import dns.rdatatype
 from guard.engine import judge
 from guard.formats import srv
 from guard.model import Action, Decision
+from guard.mx import MxAnswer
 from guard.names import User
 from guard.policy import Policy
 from guard.rules import RuleAction
@@ -71,6 +72,12 @@ def service_domain(qname: str) -> str | None:
     return ".".join(labels[2:])
 
 
+def service_user(qname: str) -> User | None:
+    """Whose lookup a mail service name is (a user known by domain only), else None."""
+    domain = service_domain(qname)
+    return None if domain is None else User.for_domain(domain, strict=False)
+
+
 def srv_text(rdata: bytes) -> str:
     """SRV RDATA in presentation form ("priority weight port target."), or the RFC 3597 generic
     form when it does not parse, which `guard.formats.srv` then reports as malformed."""
@@ -82,16 +89,15 @@ def srv_text(rdata: bytes) -> str:
 
 
 def judge_answer(qname: str, qtype: int, answers: Sequence[Record], additionals: Sequence[Record],
-                 policy: Policy) -> DnsVerdict | None:
+                 policy: Policy, mx: MxAnswer | None = None) -> DnsVerdict | None:
     """Judge the answer to one question; None when it is not a mail service SRV lookup.
 
     Never raises for bad input (the engine turns it into `malformed`); a name that is not a
     domain gives a user-less verdict that still judges reserved names and IP literals.
     """
-    domain = service_domain(qname)
-    if domain is None or qtype not in (SRV, ANY):
+    user = service_user(qname)
+    if user is None or qtype not in (SRV, ANY):
         return None
-    user = User.for_domain(domain, strict=False)
     document = {
         "Status": 0,
         "Answer": [
@@ -99,7 +105,7 @@ def judge_answer(qname: str, qtype: int, answers: Sequence[Record], additionals:
             for r in answers
         ],
     }
-    decision = judge(json.dumps(document).encode(), user, policy, fmt=srv.FORMAT)
+    decision = judge(json.dumps(document).encode(), user, policy, fmt=srv.FORMAT, mx=mx)
     if decision.action is not Action.REWRITE:
         return DnsVerdict(decision, user)
     dropped = {f.suggestion for f in decision.findings

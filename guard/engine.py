@@ -15,6 +15,7 @@ from guard import rules
 from guard.errors import UntrustedInputError
 from guard.formats import Format, detect
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, Transport, ValueKind
+from guard.mx import MxAnswer, mx_evidence
 from guard.names import InvalidHost, User, target_of
 from guard.policy import Policy
 from guard.rules import RuleAction
@@ -35,6 +36,7 @@ def judge(
     url: str = "",
     content_type: str = "",
     extra: Sequence[Suggestion] = (),
+    mx: MxAnswer | None = None,
 ) -> Decision:
     """Judge one answer for one user under one policy. Never raises.
 
@@ -45,6 +47,8 @@ def judge(
         fmt: the format, when the caller knows it; otherwise detected from body, URL, type.
         extra: suggestions found outside the body (AutoDetect's debug headers); judged like the
             body's, removed by dropping the format's sensitive headers.
+        mx: the MX answer for the user's domain, looked up by the caller when the policy enables
+            MX evidence (`judge` itself does no I/O); None: no MX evidence.
     """
     try:
         fmt = fmt or detect(body, url, content_type)
@@ -56,7 +60,7 @@ def judge(
         except UntrustedInputError as exc:
             finding = Finding(rules.MALFORMED, "", "(document)", f"{fmt.name}: {exc}")
             return _decide(fmt.name, (finding,), (), policy, fmt, body)
-        findings, notes = _findings(parsed, tuple(extra), user, policy)
+        findings, notes = _findings(parsed, tuple(extra), user, policy, mx)
         decision = _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
         return replace(decision, notes=notes + decision.notes) if notes else decision
     except Exception as exc:
@@ -66,7 +70,7 @@ def judge(
 
 
 def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
-              policy: Policy) -> tuple[list[Finding], tuple[str, ...]]:
+              policy: Policy, mx: MxAnswer | None) -> tuple[list[Finding], tuple[str, ...]]:
     """The rules' findings, and notes on foreign-host findings excused by MX evidence.
 
     Answers name the same host many times (a POX answer lists mail.contoso.com in a dozen
@@ -96,13 +100,13 @@ def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
             found.append(hard)
         else:
             foreign = rules.foreign_host(subject, policy.trust)
-            if foreign is not None and policy.mx is not None and user is not None and reserved is None:
-                excuse, answer = policy.mx.evidence(user.domain, target.host, policy.trust)
+            if foreign is not None and mx is not None and user is not None and reserved is None:
+                excuse = mx_evidence(user.domain, target.host, mx, policy.trust)
                 if excuse is not None:
                     notes.append(excuse)
                     foreign = None
                 else:
-                    foreign = replace(foreign, evidence=(*foreign.evidence, answer.describe(user.domain)))
+                    foreign = replace(foreign, evidence=(*foreign.evidence, mx.describe(user.domain)))
             if foreign is not None:
                 found.append(foreign)
         for soft in (rules.idn_lookalike(subject), rules.plaintext(subject)):

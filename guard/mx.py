@@ -1,4 +1,4 @@
-"""MX evidence for `foreign-host`: the user domain's own MX names its mail provider (research/ispdb.md, rec. 4).
+"""MX evidence for `foreign-host`: the user domain's own MX names its mail provider (docs/policy.md).
 
 A custom domain hosted at a provider (`you@company.de` on IONOS or Microsoft 365) is in no
 provider map; its MX records are the one public statement of who runs its mail, and Thunderbird
@@ -14,21 +14,24 @@ authenticated, and MX names the inbound relay, not the IMAP server. So:
 - a lookup that fails or times out is "no evidence", never "allow";
 - every excuse is logged as a note naming the MX host.
 
-Lookups run on a small thread pool so the proxy's event loop never waits on DNS: adapters call
-`prefetch` early and await the future; `lookup` waits at most `timeout` + 0.5 s for it. Results
-are cached for min(record TTL, `cache_ttl`) in a bounded LRU; failures for at most `FAILURE_TTL`.
+`judge` does no I/O: the caller passes the MX answer in. `MxLookups` is owned by whoever calls
+(the proxy keeps one per settings; the CLI may resolve synchronously). Lookups use dnspython's
+asyncio resolver, so the proxy's event loop never waits on DNS: the proxy starts a lookup when
+the request arrives (`start`) and awaits it in the response hook (`answer`, at most `timeout` +
+0.5 s). Results are cached for min(record TTL, `cache_ttl`) in a bounded LRU; failures for at
+most `FAILURE_TTL`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
@@ -39,20 +42,6 @@ from guard.ownership import Trust, registrable
 from guard.reserved import reserved_name
 
 FAILURE_TTL = 30.0  # seconds a failed lookup is remembered (a resolver outage is not hammered)
-_WORKERS = 4
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    """One small pool per process, made on first use (nothing runs when MX evidence is off)."""
-    global _pool  # noqa: PLW0603 - a lazily made process-wide pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="guard-mx")
-        return _pool
-
 
 @dataclass(frozen=True, slots=True)
 class MxSettings:
@@ -127,68 +116,69 @@ def parse_resolver(text: str) -> tuple[str, int]:
     return address, port
 
 
-class MxEvidence:
-    """Cached, bounded MX lookups for one policy."""
+class MxLookups:
+    """Cached, bounded MX lookups for one `MxSettings` (the proxy keeps one per settings)."""
 
     def __init__(self, settings: MxSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._clock = clock
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[float, Future[MxAnswer]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, asyncio.Future[MxAnswer]]] = OrderedDict()
 
-    def prefetch(self, domain: str) -> Future[MxAnswer]:
-        """Start (or reuse) the lookup for `domain`; never blocks. Reserved domains are never looked up."""
+    def start(self, domain: str) -> asyncio.Future[MxAnswer]:
+        """Start (or reuse) the lookup for `domain` on the running loop; never blocks.
+
+        Reserved domains and names without a registrable domain are never looked up.
+        """
         now = self._clock()
-        with self._lock:
-            entry = self._cache.get(domain)
-            if entry is not None and (not entry[1].done() or entry[0] > now):
-                self._cache.move_to_end(domain)
-                return entry[1]
-            future: Future[MxAnswer]
-            refusal = _refusal(domain)
-            if refusal is not None:
-                future = Future()
-                future.set_result(MxAnswer(error=refusal))
-            else:
-                future = _executor().submit(self._resolve, domain)
-            # expiry is set when the answer arrives; until then the entry counts as in flight
-            self._cache[domain] = (float("inf"), future)
+        entry = self._cache.get(domain)
+        if entry is not None and (not entry[1].done() or entry[0] > now):
             self._cache.move_to_end(domain)
-            while len(self._cache) > self.settings.cache_size:
-                self._cache.popitem(last=False)
+            return entry[1]
+        future: asyncio.Future[MxAnswer]
+        refusal = _refusal(domain)
+        if refusal is not None:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(MxAnswer(error=refusal))
+        else:
+            future = asyncio.ensure_future(self._resolve(domain))
+        # expiry is set when the answer arrives; until then the entry counts as in flight
+        self._cache[domain] = (float("inf"), future)
+        self._cache.move_to_end(domain)
+        while len(self._cache) > self.settings.cache_size:
+            self._cache.popitem(last=False)
         future.add_done_callback(lambda done: self._expire(domain, done))
         return future
 
-    def lookup(self, domain: str) -> MxAnswer:
-        """The answer for `domain`, waiting at most `timeout` seconds; a late answer is a failure."""
-        future = self.prefetch(domain)
+    async def answer(self, domain: str) -> MxAnswer:
+        """The answer for `domain`, waiting at most `timeout` + 0.5 s; a late answer is a failure. Never raises."""
+        future = self.start(domain)
+        if future.done():
+            return future.result()
         try:
-            return future.result(timeout=self.settings.timeout + 0.5)
+            return await asyncio.wait_for(asyncio.shield(future), self.settings.timeout + 0.5)
         except TimeoutError:
             return MxAnswer(error="timed out")
 
-    def evidence(self, user_domain: str, host: str, trust: Trust) -> tuple[str | None, MxAnswer]:
-        """(why the MX vouches for `host` or None, the MX answer consulted)."""
-        answer = self.lookup(user_domain)
-        return mx_evidence(user_domain, host, answer, trust), answer
+    def lookup(self, domain: str) -> MxAnswer:
+        """`answer` for callers without an event loop (the CLI): blocks until it is there."""
+        return asyncio.run(self.answer(domain))
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def _expire(self, domain: str, future: Future[MxAnswer]) -> None:
-        answer = future.result()
+    def _expire(self, domain: str, future: asyncio.Future[MxAnswer]) -> None:
+        answer = future.result() if not future.cancelled() else MxAnswer(error="cancelled")
         ttl = min(FAILURE_TTL if answer.error else self.settings.cache_ttl, answer.ttl or float("inf"))
-        with self._lock:
-            entry = self._cache.get(domain)
-            if entry is not None and entry[1] is future:
-                self._cache[domain] = (self._clock() + ttl, future)
+        entry = self._cache.get(domain)
+        if entry is not None and entry[1] is future:
+            self._cache[domain] = (self._clock() + ttl, future)
 
-    def _resolve(self, domain: str) -> MxAnswer:
-        """One blocking lookup (runs on the pool). Never raises."""
+    async def _resolve(self, domain: str) -> MxAnswer:
+        """One lookup. Never raises."""
         try:
             resolver = _resolver(self.settings)
-            result = resolver.resolve(dns.name.from_text(domain), dns.rdatatype.MX, search=False,
-                                      raise_on_no_answer=False)
+            result = await resolver.resolve(dns.name.from_text(domain), dns.rdatatype.MX, search=False,
+                                            raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
             return MxAnswer()
         except (dns.exception.DNSException, OSError) as exc:
@@ -216,11 +206,11 @@ def _refusal(domain: str) -> str | None:
     return None
 
 
-def _resolver(settings: MxSettings) -> dns.resolver.Resolver:
+def _resolver(settings: MxSettings) -> dns.asyncresolver.Resolver:
     if settings.resolver is None:
-        resolver = dns.resolver.Resolver()  # /etc/resolv.conf; raises when there is none
+        resolver = dns.asyncresolver.Resolver()  # /etc/resolv.conf; raises when there is none
     else:
-        resolver = dns.resolver.Resolver(configure=False)
+        resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [settings.resolver[0]]
         resolver.port = settings.resolver[1]
     resolver.lifetime = settings.timeout

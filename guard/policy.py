@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from guard._yaml import Located, load_located
 from guard.errors import GuardError, PolicyError
 from guard.model import Action
-from guard.mx import MxEvidence, MxSettings, parse_resolver
+from guard.mx import MxSettings, parse_resolver
 from guard.names import InvalidHost, normalise_host
 from guard.ownership import Trust, TrustEntry
 from guard.rules.catalogue import DEFAULT_ACTIONS, RULES, RuleAction
@@ -72,7 +72,7 @@ class Policy:
     log: LogSettings = field(default_factory=LogSettings)
     discovery_hosts: tuple[str, ...] = ()
     pinning: Pinning = field(default_factory=Pinning)
-    mx: MxEvidence | None = None  # `mx_evidence` enabled: MX lookups that may excuse foreign-host
+    mx: MxSettings | None = None  # `mx_evidence` enabled: MX lookups (by the caller of judge) may excuse foreign-host
 
     def action_for(self, rule: str) -> RuleAction:
         """The configured action for a rule id."""
@@ -261,7 +261,7 @@ def default_pin_store() -> Path:
     return Path(state) / "autodiscover-guard" / "pins.sqlite"
 
 
-def _mx_evidence(node: Located | None) -> MxEvidence | None:
+def _mx_evidence(node: Located | None) -> MxSettings | None:
     """The optional `mx_evidence` section; None (no DNS at all) unless `enabled: true`."""
     keys = _mapping(node, frozenset({"enabled", "resolver", "timeout", "cache_ttl", "cache_size"}))
     enabled = keys.get("enabled")
@@ -290,7 +290,7 @@ def _mx_evidence(node: Located | None) -> MxEvidence | None:
         cache_ttl=float(_int(keys["cache_ttl"], 0)) if "cache_ttl" in keys else base.cache_ttl,
         cache_size=_int(keys["cache_size"], 1) if "cache_size" in keys else base.cache_size,
     )
-    return MxEvidence(settings) if enabled.value else None
+    return settings if enabled.value else None
 
 
 def _host(node: Located) -> str:

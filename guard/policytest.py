@@ -21,6 +21,7 @@ from guard._yaml import Located, load_located
 from guard.engine import judge
 from guard.errors import PolicyError
 from guard.formats import by_name
+from guard.mx import MxLookups
 from guard.names import InvalidHost, User
 from guard.policy import Policy
 
@@ -81,7 +82,9 @@ def _run(path: Path, index: int, node: Located, policy: Policy) -> CaseResult:
             raise case["document"].error(f"cannot read document: {exc.strerror or exc}") from None
     fmt = by_name(_text(case, "format", node)) if "format" in case else None
     url = _text(case, "url", node) if "url" in case else ""
-    decision = judge(body, user, policy, fmt=fmt, url=url)
+    # judge does no I/O: MX evidence, when the policy enables it, is looked up here (blocking is fine offline)
+    mx = MxLookups(policy.mx).lookup(user.domain) if policy.mx is not None and user is not None else None
+    decision = judge(body, user, policy, fmt=fmt, url=url, mx=mx)
     expect = case.get("expect")
     if expect is None or not isinstance(expect.value, dict):
         raise node.error("case needs an 'expect' mapping")

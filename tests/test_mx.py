@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from guard.engine import judge
 from guard.model import Action
-from guard.mx import MxAnswer, MxEvidence, MxSettings, mx_evidence, parse_resolver
+from guard.mx import MxAnswer, MxLookups, MxSettings, mx_evidence, parse_resolver
 from guard.names import User
 from guard.ownership import Trust, TrustEntry
 from guard.policy import load_policy
@@ -68,9 +69,9 @@ def test_parse_resolver_rejects_names_and_bad_ports(text: str) -> None:
 
 
 def test_reserved_user_domains_are_never_looked_up() -> None:
-    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", 9), timeout=5.0))
+    lookups = MxLookups(MxSettings(resolver=("127.0.0.1", 9), timeout=5.0))
     started = time.monotonic()
-    answer = evidence.lookup("example.com")
+    answer = lookups.lookup("example.com")
     assert time.monotonic() - started < 1.0  # answered locally, no query sent
     assert "never looked up" in answer.error
 
@@ -78,9 +79,10 @@ def test_reserved_user_domains_are_never_looked_up() -> None:
 def test_resolver_down_is_no_evidence_within_the_timeout() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
         silent.bind(("127.0.0.1", 0))
-        evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", silent.getsockname()[1]), timeout=0.5))
+        lookups = MxLookups(MxSettings(resolver=("127.0.0.1", silent.getsockname()[1]), timeout=0.5))
         started = time.monotonic()
-        why, answer = evidence.evidence("baeckerei-klein.de", "imap.ionos.de", TRUST)
+        answer = lookups.lookup("baeckerei-klein.de")
+        why = mx_evidence("baeckerei-klein.de", "imap.ionos.de", answer, TRUST)
     assert time.monotonic() - started < 2.0
     assert why is None
     assert answer.error
@@ -89,10 +91,10 @@ def test_resolver_down_is_no_evidence_within_the_timeout() -> None:
 
 @pytest.mark.e2e
 def test_real_mx_lookup_finds_hosts_in_preference_order(nsd: Nsd) -> None:
-    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0))
-    assert evidence.lookup("baeckerei-klein.de").hosts == ("mx00.ionos.de", "mx01.ionos.de")
-    assert evidence.lookup("nomail-shop.de").null
-    refused = evidence.lookup("no-such-zone.de")  # NSD refuses zones it does not serve
+    lookups = MxLookups(MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0))
+    assert lookups.lookup("baeckerei-klein.de").hosts == ("mx00.ionos.de", "mx01.ionos.de")
+    assert lookups.lookup("nomail-shop.de").null
+    refused = lookups.lookup("no-such-zone.de")  # NSD refuses zones it does not serve
     assert refused.hosts == ()
     assert refused.error
 
@@ -101,32 +103,43 @@ def test_real_mx_lookup_finds_hosts_in_preference_order(nsd: Nsd) -> None:
 def test_answers_are_cached_until_the_smaller_of_record_ttl_and_cache_ttl(nsd: Nsd) -> None:
     now = [1000.0]
     settings = MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0, cache_ttl=60.0)
-    evidence = MxEvidence(settings, clock=lambda: now[0])
-    first = evidence.prefetch("baeckerei-klein.de")
-    first.result(timeout=3)
-    assert evidence.prefetch("baeckerei-klein.de") is first  # cached: no second lookup
-    now[0] += 59.0
-    assert evidence.prefetch("baeckerei-klein.de") is first
-    now[0] += 2.0  # past cache_ttl (60 s < the zone's 300 s TTL)
-    second = evidence.prefetch("baeckerei-klein.de")
-    assert second is not first
-    assert second.result(timeout=3).hosts == first.result().hosts
+    lookups = MxLookups(settings, clock=lambda: now[0])
+
+    async def ask() -> None:
+        first = lookups.start("baeckerei-klein.de")
+        await first
+        assert lookups.start("baeckerei-klein.de") is first  # cached: no second lookup
+        now[0] += 59.0
+        assert lookups.start("baeckerei-klein.de") is first
+        now[0] += 2.0  # past cache_ttl (60 s < the zone's 300 s TTL)
+        second = lookups.start("baeckerei-klein.de")
+        assert second is not first
+        assert (await second).hosts == first.result().hosts
+
+    asyncio.run(ask())
 
 
 @pytest.mark.e2e
 def test_cache_is_bounded_least_recently_used_first(nsd: Nsd) -> None:
-    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0, cache_size=2))
-    kept = evidence.prefetch("baeckerei-klein.de")
-    evidence.prefetch("weingut-ost.de")
-    evidence.prefetch("baeckerei-klein.de")  # touched: most recent
-    evidence.prefetch("nomail-shop.de")  # evicts weingut-ost.de
-    assert len(evidence) == 2
-    assert evidence.prefetch("baeckerei-klein.de") is kept
+    lookups = MxLookups(MxSettings(resolver=("127.0.0.1", nsd.port), timeout=2.0, cache_size=2))
+
+    async def ask() -> None:
+        kept = lookups.start("baeckerei-klein.de")
+        lookups.start("weingut-ost.de")
+        lookups.start("baeckerei-klein.de")  # touched: most recent
+        lookups.start("nomail-shop.de")  # evicts weingut-ost.de
+        assert len(lookups) == 2
+        assert lookups.start("baeckerei-klein.de") is kept
+        await lookups.answer("nomail-shop.de")
+        await kept
+
+    asyncio.run(ask())
 
 
 def test_closed_port_is_a_failure_not_an_allow() -> None:
-    evidence = MxEvidence(MxSettings(resolver=("127.0.0.1", free_port()), timeout=0.5))
-    why, answer = evidence.evidence("baeckerei-klein.de", "imap.ionos.de", TRUST)
+    lookups = MxLookups(MxSettings(resolver=("127.0.0.1", free_port()), timeout=0.5))
+    answer = lookups.lookup("baeckerei-klein.de")
+    why = mx_evidence("baeckerei-klein.de", "imap.ionos.de", answer, TRUST)
     assert why is None
     assert answer.error
 
@@ -146,7 +159,7 @@ CLIENT_CONFIG = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 @pytest.mark.e2e
 def test_http_answers_are_excused_by_mx_evidence_too(nsd: Nsd, tmp_path: Path) -> None:
-    """The engine consults MX for any format: an autoconfig answer for a custom domain at IONOS."""
+    """The engine weighs MX evidence for any format: an autoconfig answer for a custom domain at IONOS."""
     base = "version: 1\nproviders: [providers.yaml]\n"
     shutil.copy(ROOT / "policies" / "providers.yaml", tmp_path / "providers.yaml")
     (tmp_path / "off.yaml").write_text(base, encoding="utf-8")
@@ -156,11 +169,15 @@ def test_http_answers_are_excused_by_mx_evidence_too(nsd: Nsd, tmp_path: Path) -
     without = judge(CLIENT_CONFIG, user, load_policy(tmp_path / "off.yaml"), url="https://autoconfig.baeckerei-klein.de/")
     assert without.rules == ("foreign-host",)
     assert not any("MX" in e for e in without.findings[0].evidence)  # MX never consulted when off
-    with_mx = judge(CLIENT_CONFIG, user, load_policy(tmp_path / "on.yaml"), url="https://autoconfig.baeckerei-klein.de/")
+    on = load_policy(tmp_path / "on.yaml")
+    assert on.mx is not None
+    lookups = MxLookups(on.mx)
+    with_mx = judge(CLIENT_CONFIG, user, on, url="https://autoconfig.baeckerei-klein.de/",
+                    mx=lookups.lookup(user.domain))
     assert with_mx.action is Action.ALLOW
     assert with_mx.notes == ("weaker MX evidence: imap.ionos.de shares registrable domain ionos.de with MX "
                              "mx00.ionos.de of baeckerei-klein.de",)
-    other = judge(CLIENT_CONFIG, User.from_address("jo@weingut-ost.de"), load_policy(tmp_path / "on.yaml"),
-                  url="https://autoconfig.weingut-ost.de/")
+    other = judge(CLIENT_CONFIG, User.from_address("jo@weingut-ost.de"), on,
+                  url="https://autoconfig.weingut-ost.de/", mx=lookups.lookup("weingut-ost.de"))
     assert other.rules == ("foreign-host",)
     assert "MX of weingut-ost.de (mail.weingut-ost.de) shares no registrable domain" in other.findings[0].evidence[-1]

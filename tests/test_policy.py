@@ -122,12 +122,14 @@ def test_a_bare_off_in_rules_turns_the_rule_off(tmp_path: Path) -> None:
 def test_a_bare_on_in_rules_is_still_an_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match=r"p\.yaml:3"):
         load_policy(_write(tmp_path, "version: 1\nrules:\n  plaintext: on\n"))
+
+
 def test_mx_evidence_section_sets_resolver_timeout_and_cache(tmp_path: Path) -> None:
     path = _write(tmp_path, "version: 1\nmx_evidence:\n  enabled: true\n  resolver: 127.0.0.1:5300\n"
                             "  timeout: 0.5\n  cache_ttl: 60\n  cache_size: 10\n")
     mx = load_policy(path).mx
     assert mx is not None
-    assert (mx.settings.resolver, mx.settings.timeout, mx.settings.cache_ttl, mx.settings.cache_size) == (
+    assert (mx.resolver, mx.timeout, mx.cache_ttl, mx.cache_size) == (
         ("127.0.0.1", 5300), 0.5, 60.0, 10)
 
 

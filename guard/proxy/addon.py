@@ -16,14 +16,16 @@ raises, so an internal error becomes a block unless the policy's `on_error` is `
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from mitmproxy import ctx, exceptions, http
@@ -34,6 +36,7 @@ from guard.errors import PolicyError, UntrustedInputError
 from guard.formats import Format, by_name, detect, hint
 from guard.log import DecisionLog, FlowFacts
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
+from guard.mx import MxSettings
 from guard.ownership import load_suffix_list
 from guard.pins import PinKeeper
 from guard.policy import Policy, default_policy_path
@@ -85,6 +88,15 @@ def _unreadable(format_name: str, why: str, policy: Policy) -> Decision:
     """An answer the guard cannot read is `malformed`: clients act on fragments (docs/rules.md)."""
     return fold(Decision(format_name, Action.ALLOW), [Finding(MALFORMED, "", "(body)", why)], policy,
                 _block_reply(format_name))
+
+
+def _event_loop_running() -> bool:
+    """mitmproxy's loop runs the hooks; offline replay calls them without one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _options_error(message: str) -> Exception:
@@ -199,8 +211,8 @@ class AutodiscoverGuard:
         policy = state.policy
         body = flows.request_body(req, *self.runtime.caps(policy))
         state.user, state.user_source = flows.identify(req, host, body)
-        if state.user is not None and policy.mx is not None:
-            policy.mx.prefetch(state.user.domain)  # MX evidence ready by the time the answer is
+        if state.user is not None and policy.mx is not None and _event_loop_running():
+            self.runtime.mx_lookups(policy.mx).start(state.user.domain)  # ready by the time the answer is
         state.walk, redirected = self.redirects.join(state.client, state.url, state.user)
         if redirected:
             state.user, state.user_source = state.walk.user, "redirect"
@@ -244,9 +256,31 @@ class AutodiscoverGuard:
             return
         self._finish(flow, state, _unreadable(hint(state.url) or "unknown", why, state.policy), started, kill=True)
 
+    def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """Judge the answer and pass, rewrite or block it.
+
+        When the policy enables MX evidence, this returns a coroutine (mitmproxy awaits it) that
+        waits for the user domain's MX answer without blocking the event loop; otherwise it judges
+        at once, so the common path costs no coroutine.
+        """
+        state = self._flows.get(flow)
+        if state is None or state.done or state.user is None or state.policy.mx is None:
+            self.judge_response(flow)
+            return None
+        return self._response_with_mx(flow, state, state.user.domain, state.policy.mx)
+
+    async def _response_with_mx(self, flow: http.HTTPFlow, state: FlowState, domain: str,
+                                settings: MxSettings) -> None:
+        try:
+            state.mx = await self.runtime.mx_lookups(settings).answer(domain)
+        except Exception as exc:  # answer() never raises by design; fail closed if it ever does
+            self._internal_error(flow, exc, can_replace=True)
+            return
+        self.judge_response(flow)
+
     @_fail_closed(can_replace=True)
-    def response(self, flow: http.HTTPFlow) -> None:
-        """Judge the answer and pass, rewrite or block it."""
+    def judge_response(self, flow: http.HTTPFlow) -> None:
+        """The synchronous part of `response`: everything once the MX evidence (if any) is in."""
         state = self._flows.get(flow)
         if state is None or state.done or flow.response is None:
             return
@@ -285,14 +319,15 @@ class AutodiscoverGuard:
             return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
         fmt = detect(body, url, content_type)
         extra = fmt.header_suggestions(response.headers) if fmt is not None else ()
-        decision = judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra)
+        decision = judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra,
+                         mx=state.mx)
         return self._judge_hops(state, decision, decision.suggestions)
 
     def _judge_location(self, state: FlowState, location: str) -> Decision:
         with contextlib.suppress(ValueError):  # else judged as written: unreadable means malformed
             location = urljoin(state.url, location)
         suggestion = Suggestion(location, ValueKind.URL, Role.REDIRECT, "Location")
-        decision = judge(b"", state.user, state.policy, fmt=HTTP_REDIRECT, extra=(suggestion,))
+        decision = judge(b"", state.user, state.policy, fmt=HTTP_REDIRECT, extra=(suggestion,), mx=state.mx)
         if decision.action is Action.REWRITE:  # the Location is the whole answer: nothing is left
             decision = replace(decision, action=Action.BLOCK, body=None, reply=GENERIC_BLOCK)
         return self._judge_hops(state, decision, (suggestion,))

@@ -6,14 +6,13 @@ the same `settle` path.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
 
 from mitmproxy import dns
 from mitmproxy.net.dns import types
 
-from guard.dnsjudge import DnsVerdict, Record, judge_answer, service_domain
+from guard.dnsjudge import DnsVerdict, Record, judge_answer, service_user
 from guard.log import FlowFacts
 from guard.proxy.apply import apply_dns
 from guard.proxy.record import FlowState, internal_error, settle
@@ -33,8 +32,8 @@ class DnsGuard:
     async def dns_response(self, flow: dns.DNSFlow) -> None:
         """Judge answers to mail service SRV lookups; every other lookup passes untouched, unlogged."""
         question = flow.request.question
-        domain = service_domain(question.name) if question is not None else None
-        if flow.response is None or question is None or domain is None:
+        user = service_user(question.name) if question is not None else None
+        if flow.response is None or question is None or user is None:
             return
         started = time.perf_counter()
         runtime = self.runtime
@@ -44,10 +43,9 @@ class DnsGuard:
                           f"dns:{question.name}", user_source="dns-name")
         verdict: DnsVerdict | None = None
         try:
-            if policy.mx is not None:  # look MX up off the event loop before judging
-                await asyncio.wrap_future(policy.mx.prefetch(domain.lower().rstrip(".")))
+            mx = None if policy.mx is None else await runtime.mx_lookups(policy.mx).answer(user.domain)
             verdict = judge_answer(question.name, question.type, _records(flow.response.answers),
-                                   _records(flow.response.additionals), policy)
+                                   _records(flow.response.additionals), policy, mx)
             if verdict is None:
                 return  # a mail service name asked for another type (A, TXT...)
             state.user, decision = verdict.user, verdict.decision

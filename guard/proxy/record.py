@@ -14,6 +14,7 @@ from mitmproxy import dns, http
 from guard.engine import GENERIC_BLOCK, fold_error
 from guard.log import FlowFacts, console_line, decision_record
 from guard.model import Action, Decision
+from guard.mx import MxAnswer
 from guard.names import User
 from guard.policy import Mode, Policy
 from guard.proxy.reload import Runtime
@@ -38,6 +39,7 @@ class FlowState:
     user: User | None = None
     user_source: str = "unknown"
     walk: Walk = NO_WALK
+    mx: MxAnswer | None = None  # the user domain's MX answer, when the policy enables MX evidence
     elapsed: float = 0.0  # seconds spent in earlier hooks
     done: bool = False
 

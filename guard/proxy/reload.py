@@ -1,5 +1,5 @@
 """What the guard's addons share: the policy in force (picked up when its file changes), the
-options every hook reads, the decision log and the metrics file rewritten once a second."""
+options every hook reads, the MX lookups, the decision log and the metrics file rewritten once a second."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from guard.errors import PolicyError
 from guard.log import DecisionLog
 from guard.metrics import Metrics
+from guard.mx import MxLookups, MxSettings
 from guard.policy import Mode, Policy, load_policy
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Runtime:
         self._stamp: tuple[int, int, int] | None = None
         self._pending_stamp: tuple[int, int, int] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._mx: MxLookups | None = None
 
     def policy_in_force(self) -> Policy:
         if self.policy is None:  # configure() always runs at load; this is a programming error
@@ -57,6 +59,12 @@ class Runtime:
         if self.max_body_option:
             return self.max_body_option, min(decoded, self.max_body_option)
         return wire, decoded
+
+    def mx_lookups(self, settings: MxSettings) -> MxLookups:
+        """The MX lookups (and their cache) for the policy's settings; a reload with new settings starts afresh."""
+        if self._mx is None or self._mx.settings != settings:
+            self._mx = MxLookups(settings)
+        return self._mx
 
     def read_policy(self, path: Path) -> Policy:
         """Load the policy file the options name; it is installed by `install`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,9 @@ def replay_flows(path: Path, policy: Policy, log: DecisionLog) -> Iterator[Repla
             for key in [k for k in flow.metadata if k.startswith("guard.")]:
                 del flow.metadata[key]  # verdicts of the run that saved the flow
             guard.request(flow)
-            guard.response(flow)
+            pending = guard.response(flow)  # a coroutine only when the policy asks for MX evidence
+            if pending is not None:
+                asyncio.run(pending)
             if flow.metadata.get(DISCOVERY):
                 meta = flow.metadata
                 yield Replayed(flow_url(flow.request), str(meta[FORMAT]), str(meta[WOULD_ACTION]),
