@@ -309,12 +309,6 @@ def test_block_is_a_403_with_a_text_body_that_is_no_profile() -> None:
         mobileconfig.parse(reply.body)
 
 
-def test_format_object_and_sniffing_agree() -> None:
-    assert mobileconfig.FORMAT.name == "mobileconfig"
-    assert mobileconfig.FORMAT.parse is mobileconfig.parse
-    assert sniff_body(_read("mobileconfig__benign_own_domain.xml")) == "mobileconfig"
-
-
 def test_a_nesting_bomb_is_refused() -> None:
     with pytest.raises(BodyTooLarge):
         mobileconfig.parse(b"<plist>" + b"<array>" * 100_000 + b"</array>" * 100_000 + b"</plist>")
