@@ -107,11 +107,11 @@ def main() -> None:
         print("| mitmdump | at start MiB | after warm-up MiB | after the flows MiB | growth after warm-up MiB |")
         print("|---|---:|---:|---:|---:|")
         growth_mib = {}
-        for guarded in (False, True):
-            start, warm, after = proxy.rss_growth(guarded, flows)
-            growth_mib[guarded] = (after - warm) / 1024
-            print(f"| {'guard' if guarded else 'bare'} | {start / 1024:.1f} | {warm / 1024:.1f} | {after / 1024:.1f} | "
-                  f"{growth_mib[guarded]:.2f} |")
+        for with_guard in (False, True):
+            start, warm, after = proxy.rss_growth(with_guard, flows)
+            growth_mib[with_guard] = (after - warm) / 1024
+            print(f"| {'guard' if with_guard else 'bare'} | {start / 1024:.1f} | {warm / 1024:.1f} | "
+                  f"{after / 1024:.1f} | {growth_mib[with_guard]:.2f} |")
         summary.append(f"RSS growth over {flows:,} flows after warm-up ≤ 5 MB: "
                        f"{_verdict(growth_mib[True] * 1.048576 <= 5)} — {growth_mib[True]:.2f} MiB "
                        f"(bare mitmdump in the same run: {growth_mib[False]:.2f} MiB)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from bench.judgement import large_pox, summarise, timings
@@ -19,7 +20,7 @@ def by_size(policy_path: Path) -> list[tuple[int, int, float]]:
     samples: list[list[float]] = [[] for _ in bodies]
     for _ in range(5):  # interleaved, so a noisy moment hits every size alike
         for index, body in enumerate(bodies):
-            samples[index] += timings(lambda b=body: judge(b, ALICE, policy), 0.08, 4, warm_up=2)
+            samples[index] += timings(functools.partial(judge, body, ALICE, policy), 0.08, 4, warm_up=2)
     return [(len(body), len(judge(body, ALICE, policy).suggestions), summarise(found)[0])
             for body, found in zip(bodies, samples, strict=True)]
 
@@ -46,7 +47,7 @@ def by_trust_size(folder: Path, body: bytes) -> list[tuple[int, int, float]]:
     samples: list[list[float]] = [[] for _ in sizes]
     for _ in range(5):  # interleaved, so a noisy moment hits every size alike
         for index, policy in enumerate(policies):
-            samples[index] += timings(lambda p=policy: judge(body, ALICE, p), 0.08, 10)
+            samples[index] += timings(functools.partial(judge, body, ALICE, policy), 0.08, 10)
     return [(providers, allow, summarise(found)[0]) for (providers, allow), found in zip(sizes, samples, strict=True)]
 
 
@@ -63,6 +64,6 @@ def by_suggestions(policy_path: Path) -> list[tuple[int, float]]:
         body = (f'<clientConfig version="1.1"><emailProvider id="contoso.com"><domain>contoso.com</domain>{servers}'
                 '<outgoingServer type="smtp"><hostname>smtp.contoso.com</hostname><port>465</port>'
                 "<socketType>SSL</socketType></outgoingServer></emailProvider></clientConfig>").encode()
-        median = summarise(timings(lambda b=body: judge(b, ALICE, policy), 0.4, 50))[0]
+        median = summarise(timings(functools.partial(judge, body, ALICE, policy), 0.4, 50))[0]
         rows.append((count, median / count))
     return rows

@@ -45,7 +45,9 @@ def _guard(policy: Policy, log: Path) -> AutodiscoverGuard:
 
 def _flow(method: str, url: str, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
     flow = tflow.tflow(resp=False)
-    flow.request = http.Request.make(method, url, body, {"host": urlsplit(url).netloc, **_CLIENT, **headers})
+    named = {"host": urlsplit(url).netloc, **_CLIENT, **headers}
+    fields = http.Headers([(k.encode(), v.encode()) for k, v in named.items()])
+    flow.request = http.Request.make(method, url, body, fields)
     flow.response = None
     return flow
 

@@ -45,7 +45,8 @@ def unit_span(body: bytes, suggestion: Suggestion, *, allow_doctype: bool = Fals
 def examples(usual: int) -> int:
     """`max_examples` for a property that wants more than the default profile: `usual`, or the
     loaded profile's count when that is higher (`make fuzz`)."""
-    return max(usual, settings.default.max_examples)
+    default = settings.default
+    return max(usual, default.max_examples) if default is not None else usual
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ A = 1
 
 def srv(owner: str, text: str) -> Record:
     rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SRV, text)
-    return Record(owner, SRV, 300, rdata.to_wire())
+    wire = rdata.to_wire()
+    assert wire is not None
+    return Record(owner, SRV, 300, wire)
 
 
 def address(name: str) -> Record:

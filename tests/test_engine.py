@@ -9,7 +9,7 @@ import pytest
 from guard import engine
 from guard.engine import judge
 from guard.formats import by_name
-from guard.model import Action, Suggestion
+from guard.model import Action, Parsed, Suggestion
 from guard.names import Target, User, target_of
 from guard.policy import Policy, load_policy
 from tests.conftest import FIXTURES, IndexedFixture, indexed_fixtures
@@ -121,7 +121,7 @@ def test_internal_errors_pass_when_the_policy_says_on_error_allow(tmp_path: Path
     assert decision.rules == ("internal-error",)
 
 
-def _explode(body: bytes) -> object:
+def _explode(body: bytes) -> Parsed:
     raise RuntimeError("parser bug")
 
 

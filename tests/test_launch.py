@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 
 
 def _args(**overrides: object) -> argparse.Namespace:
-    base = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
+    base: dict[str, object] = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
             "dns": None, "dns_upstream": None}
     base.update(overrides)
     return argparse.Namespace(**base)

@@ -15,7 +15,8 @@ from tests.conftest import FIXTURES
 
 def _flow(url: str, body: bytes, email: str, ctype: str = "application/json") -> http.HTTPFlow:
     flow = tflow.tflow(resp=True)
-    flow.request = http.Request.make("GET", url, headers={"X-Email": email})
+    headers: dict[str | bytes, str | bytes] = {"X-Email": email}
+    flow.request = http.Request.make("GET", url, headers=headers)
     flow.response = http.Response.make(200, body, {"Content-Type": ctype})
     return flow
 

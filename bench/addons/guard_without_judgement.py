@@ -8,5 +8,5 @@ def _allow(_body: bytes, *_args: object, **_kwargs: object) -> Decision:
     return Decision("pox", Action.ALLOW)
 
 
-guard.proxy.addon.judge = _allow  # type: ignore[assignment]
+guard.proxy.addon.judge = _allow  # type: ignore[assignment,attr-defined]
 addons = [guard.proxy.addon.AutodiscoverGuard()]

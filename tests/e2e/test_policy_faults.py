@@ -7,6 +7,7 @@ judged under the revision that was in force, and a repaired file is finally take
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -15,6 +16,11 @@ from tests.conftest import FIXTURES, ROOT
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.upstream import Upstream
+
+
+def _events_from(proxy: GuardProxy, count: int) -> list[dict[str, Any]]:
+    """The `count`-th and later `policy_rejected` events."""
+    return proxy.events("policy_rejected")[count - 1:]
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +56,7 @@ def test_broken_policy_files_on_reload_leave_the_old_policy_in_force(guard_proxy
             proxy.policy_path.unlink()
         else:
             proxy.policy_path.write_text(text)
-        rejected = proxy.wait_for(lambda n=count: proxy.events("policy_rejected")[n - 1:], what=f"{name} rejected")
+        rejected = proxy.wait_for(functools.partial(_events_from, proxy, count), what=f"{name} rejected")
         assert len(rejected) == 1 and reason in rejected[0]["reason"], (name, rejected)
         assert rejected[0]["revision_in_force"] == revision
         line = judged(proxy)
