@@ -39,7 +39,7 @@ DEFAULT_ADDRESSES = (
 # kind → the format its answers are read as when the body does not say
 KIND_FORMAT = {"autodetect": "autodetect", "adv2": "adv2", "autoconfig": "autoconfig", "ispdb": "autoconfig",
                "pox": "pox"}
-# Added to a URL that names none of {address}, {domain}, {local} (research/formats.md §0 request shapes).
+# Added to a URL that names none of {address}, {domain}, {local}: where each client puts the address.
 _DEFAULT_QUERY = {"adv2": "Email={address}&Protocol=AutodiscoverV1", "autoconfig": "emailaddress={address}"}
 _POX_REQUEST = (
     '<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/'

@@ -1,7 +1,7 @@
 """Content-Encoding decoding that stops at a size cap, for bodies the guard must read.
 
 mitmproxy decodes `.content` in one call with no limit: a 97 KB gzip answer became 100 MB and
-blocked the event loop for a second (research/mitmproxy.md §1.3). Every decoder here produces
+blocked the event loop for a second. Every decoder here produces
 output in bounded steps and raises `BodyTooLarge` as soon as the cap is passed, so memory stays
 near the cap whatever the compression ratio. Truncated or corrupt streams raise
 `MalformedDocument` (clients act on fragments, so a partial body is never returned); unknown

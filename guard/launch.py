@@ -58,7 +58,7 @@ def _split_listen(listen: str) -> tuple[str, str]:
 
 
 def dns_mode(port: int, upstream: str | None) -> tuple[str, str | None]:
-    """The mitmproxy mode of the DNS listener (research/mitmproxy.md §2.3), and the `--allow-hosts`
+    """The mitmproxy mode of the DNS listener (docs/dns.md), and the `--allow-hosts`
     pattern its upstream needs (None for `dns@`).
 
     Without an upstream, `dns@PORT`: A/AAAA through the system's resolvers, every other type

@@ -2,7 +2,7 @@
 
 Every trick here has fooled a real parser: placeholders judged raw, `mail.contoso.com@evil.net`
 read as a contoso host, `0x7f.0.0.1` not recognised as loopback, `IMAP.Contoso.COM.` not matching
-`contoso.com`, and Unicode look-alikes compared as text. See research/formats.md §8.
+`contoso.com`, and Unicode look-alikes compared as text. See docs/rules.md, "Normalisation".
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ Secrets: send credentials only from :mod:`tests.e2e.support.secrets` (``PASSWORD
 
 Mark test modules ``pytestmark = pytest.mark.e2e`` so ``make test-fast`` (``-m "not e2e"``) skips them.
 Every proxy runs with ``--set confdir=<tmp>``, ``connection_strategy=lazy``, ``flow_detail=0`` and
-``ssl_verify_upstream_trusted_ca=<origin CA>``, as research/mitmproxy.md §4.2 recommends.
+``ssl_verify_upstream_trusted_ca=<origin CA>``: isolated from the user's mitmproxy config, never
+connecting upstream for a request the guard answers, never dumping flows, trusting only the test CA.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A real `mitmdump` running the guard, as a subprocess on an ephemeral port (research/mitmproxy.md §4.2)."""
+"""A real `mitmdump` running the guard, as a subprocess on an ephemeral port."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def mitmdump_command(pki: TestPKI, upstream: Upstream, confdir: Path, options: M
     """The argument list: guard addon, routing script, isolated confdir, upstream trust, `options`."""
     pki.install_proxy_ca(confdir)
     settings = {
-        "confdir": str(confdir),  # research §1.1: a user's config.yaml must not beat --set
+        "confdir": str(confdir),  # mitmproxy reads confdir/config.yaml: a user's must not beat --set
         "ssl_verify_upstream_trusted_ca": str(pki.origin_ca_bundle),
         "flow_detail": "0",
         "connection_strategy": "lazy",  # as `run`: refused requests never connect upstream

@@ -143,7 +143,7 @@ class Upstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # research/mitmproxy.md §4.2: 40 ms delayed-ACK stall otherwise
+            disable_nagle_algorithm = True  # else Nagle and delayed ACKs stall each small answer by 40 ms
 
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

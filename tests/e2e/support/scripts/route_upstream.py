@@ -1,7 +1,7 @@
 """Test-only mitmproxy script: every upstream connection goes to the local test servers.
 
-TLS verification and SNI keep the original name (research/mitmproxy.md §3.3, "Tip for fake test
-domains"), so `autodiscover.contoso.com` is served by the local HTTPS server with a leaf for that
+TLS verification and SNI keep the original name (only the address is changed in `server_connect`),
+so `autodiscover.contoso.com` is served by the local HTTPS server with a leaf for that
 name, without /etc/hosts or DNS. Port 80 goes to the plain-HTTP server, everything else to HTTPS,
 except port 1 (tcpmux, never served here): it stays 127.0.0.1:1, so connecting is refused.
 """
