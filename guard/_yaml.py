@@ -1,4 +1,4 @@
-"""YAML read into plain values that remember where they came from.
+"""YAML read into plain values that remember where they came from, and the schema checks on them.
 
 PyYAML's composer gives every node a start mark; walking nodes ourselves (instead of
 `yaml.safe_load`) lets every policy error say `file:line:column`, and lets us refuse what
@@ -8,6 +8,7 @@ safe_load silently accepts: duplicate keys (the last one wins there) and aliases
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,3 +92,52 @@ def _resolve_scalar(tag: str, text: str) -> Any:
     if tag == "tag:yaml.org,2002:float":
         return float(text)
     return text
+
+
+# --- schema checks shared by every YAML file the guard reads (policies, canary services, policy tests)
+
+
+def mapping(node: Located | None, allowed: Collection[str], required: Iterable[str] = ()) -> dict[str, Located]:
+    """The keys of a mapping (none when the node is absent); unknown keys and missing required ones are errors."""
+    if node is None:
+        return {}
+    if not isinstance(node.value, dict):
+        raise node.error("expected a mapping")
+    for key, value in node.value.items():
+        if key not in allowed:
+            raise value.error(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
+    for key in required:
+        if key not in node.value:
+            raise node.error(f"missing key {key!r}")
+    return dict(node.value)
+
+
+def items(node: Located | None) -> list[Located]:
+    """The items of a list (none when absent or empty)."""
+    if node is None or node.value is None:
+        return []
+    if not isinstance(node.value, list):
+        raise node.error("expected a list")
+    return list(node.value)
+
+
+def string(node: Located) -> str:
+    """A non-empty string, stripped."""
+    if not isinstance(node.value, str) or not node.value.strip():
+        raise node.error("expected a non-empty string")
+    return node.value.strip()
+
+
+def strings(node: Located | None) -> list[Located]:
+    """A list whose items are all non-empty strings."""
+    found = items(node)
+    for item in found:
+        string(item)
+    return found
+
+
+def integer(node: Located, minimum: int) -> int:
+    """An integer (not a boolean) of at least `minimum`."""
+    if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < minimum:
+        raise node.error(f"expected an integer ≥ {minimum}")
+    return node.value

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from guard._yaml import Located, load_located
+from guard._yaml import Located, items, load_located, mapping, string
 from guard.decode import decode_body
 from guard.engine import judge
 from guard.errors import PolicyError, UntrustedInputError
@@ -106,69 +106,42 @@ def load_services(path: str | Path) -> Services:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read services file: {exc}", str(path)) from None
     root = load_located(text, str(path))
-    keys = _mapping(root, {"version", "addresses", "services", "description"})
+    keys = mapping(root, {"version", "addresses", "services", "description"})
     if "version" not in keys or keys["version"].value != POLICY_VERSION:
         raise (keys.get("version") or root).error(f"'version: {POLICY_VERSION}' is required")
-    services = tuple(_service(item) for item in _items(keys.get("services")))
+    services = tuple(_service(item) for item in items(keys.get("services")))
     if not services:
         raise (keys.get("services") or root).error("'services' must list at least one service")
     seen: set[str] = set()
-    for item, service in zip(_items(keys.get("services")), services, strict=True):
+    for item, service in zip(items(keys.get("services")), services, strict=True):
         if service.name in seen:
             raise item.error(f"duplicate service name {service.name!r}")
         seen.add(service.name)
-    addresses = tuple(_address(a) for a in _items(keys.get("addresses"))) or DEFAULT_ADDRESSES
+    addresses = tuple(_address(a) for a in items(keys.get("addresses"))) or DEFAULT_ADDRESSES
     return Services(services, addresses)
 
 
-def _mapping(node: Located | None, allowed: set[str]) -> dict[str, Located]:
-    if node is None or not isinstance(node.value, dict):
-        raise PolicyError("expected a mapping", node.path if node else "<services>", node.line if node else 0,
-                          node.column if node else 0)
-    for key, value in node.value.items():
-        if key not in allowed:
-            raise value.error(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
-    return dict(node.value)
-
-
-def _items(node: Located | None) -> list[Located]:
-    if node is None or node.value is None:
-        return []
-    if not isinstance(node.value, list):
-        raise node.error("expected a list")
-    return list(node.value)
-
-
-def _text(node: Located) -> str:
-    if not isinstance(node.value, str) or not node.value.strip():
-        raise node.error("expected a non-empty string")
-    return node.value.strip()
-
-
 def _service(node: Located) -> Service:
-    keys = _mapping(node, {"name", "kind", "url", "headers"})
-    for required in ("name", "kind", "url"):
-        if required not in keys:
-            raise node.error(f"missing key {required!r}")
-    kind = _text(keys["kind"])
+    keys = mapping(node, {"name", "kind", "url", "headers"}, required=("name", "kind", "url"))
+    kind = string(keys["kind"])
     if kind not in KIND_FORMAT:
         raise keys["kind"].error(f"unknown kind {kind!r}; expected one of: {', '.join(sorted(KIND_FORMAT))}")
-    url = _text(keys["url"])
+    url = string(keys["url"])
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise keys["url"].error("expected an absolute http:// or https:// URL")
     headers: list[tuple[str, str]] = []
     if "headers" in keys:
         node = keys["headers"]
-        for name, value in _mapping(node, set(node.value) if isinstance(node.value, dict) else set()).items():
+        for name, value in mapping(node, set(node.value) if isinstance(node.value, dict) else set()).items():
             if name.lower() in ("authorization", "cookie", "proxy-authorization"):
                 raise value.error(f"{name}: canaries never send credentials")
-            headers.append((name, _text(value)))
-    return Service(_text(keys["name"]), kind, url, tuple(headers))
+            headers.append((name, string(value)))
+    return Service(string(keys["name"]), kind, url, tuple(headers))
 
 
 def _address(node: Located) -> str:
-    text = _text(node)
+    text = string(node)
     try:
         user = User.from_address(text)
     except InvalidHost as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from guard._yaml import Located, load_located
+from guard._yaml import Located, integer, items, load_located, mapping, string, strings
 from guard.errors import GuardError, PolicyError
 from guard.model import Action
 from guard.mx import MxSettings, parse_resolver
@@ -97,24 +97,24 @@ def load_policy(path: str | Path) -> Policy:
     """
     path = Path(path)
     text, digest = _read(path)
-    root = _mapping(load_located(text, str(path)), _POLICY_KEYS)
+    root = mapping(load_located(text, str(path)), _POLICY_KEYS)
     version = root.get("version")
     if version is None or version.value != POLICY_VERSION:
         where = version or Located(None, str(path), 1, 1)
         raise where.error(f"'version: {POLICY_VERSION}' is required")
     entries: list[TrustEntry] = []
-    for include in _strings(root.get("providers")):
+    for include in strings(root.get("providers")):
         include_path = path.parent / include.value
         if not include_path.is_file():
             raise include.error(f"provider map not found: {include_path}")
         include_text, include_digest = _read(include_path)
         digest.update(include_digest.digest())
         entries.extend(_provider_map(load_located(include_text, str(include_path))))
-    for item in _list(root.get("allow")):
+    for item in items(root.get("allow")):
         entries.append(_allow_entry(item))
     if "provider_db" in root and root["provider_db"].value is not None:
         db = root["provider_db"]
-        folder = path.parent / _str(db)
+        folder = path.parent / string(db)
         if not folder.is_dir():
             raise db.error(f"provider_db folder not found: {folder}")
         entries.extend(_provider_db(folder, digest))
@@ -127,7 +127,7 @@ def load_policy(path: str | Path) -> Policy:
         trust=Trust.build(entries),
         limits=_limits(root.get("limits")),
         log=_log(root.get("log")),
-        discovery_hosts=tuple(_host(h) for h in _strings(root.get("discovery_hosts"))),
+        discovery_hosts=tuple(_host(h) for h in strings(root.get("discovery_hosts"))),
         pinning=_pinning(root.get("pinning"), path),
         mx=_mx_evidence(root.get("mx_evidence")),
     )
@@ -151,44 +151,6 @@ def _read(path: Path) -> tuple[str, Any]:
     return text, hashlib.sha256(data)
 
 
-def _mapping(node: Located | None, allowed: frozenset[str]) -> dict[str, Located]:
-    if node is None:
-        return {}
-    if not isinstance(node.value, dict):
-        raise node.error("expected a mapping")
-    for key, value in node.value.items():
-        if key not in allowed:
-            raise value.error(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
-    return dict(node.value)
-
-
-def _list(node: Located | None) -> list[Located]:
-    if node is None or node.value is None:
-        return []
-    if not isinstance(node.value, list):
-        raise node.error("expected a list")
-    return list(node.value)
-
-
-def _str(node: Located) -> str:
-    if not isinstance(node.value, str) or not node.value.strip():
-        raise node.error("expected a non-empty string")
-    return node.value.strip()
-
-
-def _strings(node: Located | None) -> list[Located]:
-    items = _list(node)
-    for item in items:
-        _str(item)
-    return items
-
-
-def _int(node: Located, minimum: int) -> int:
-    if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < minimum:
-        raise node.error(f"expected an integer ≥ {minimum}")
-    return node.value
-
-
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -196,7 +158,7 @@ def _enum(node: Located | None, kind: type[_E], default: _E) -> _E:
     if node is None:
         return default
     try:
-        return kind(_str(node))
+        return kind(string(node))
     except ValueError:
         raise node.error(f"expected one of: {', '.join(m.value for m in kind)}") from None
 
@@ -204,7 +166,7 @@ def _enum(node: Located | None, kind: type[_E], default: _E) -> _E:
 def _on_error(node: Located | None) -> Action:
     if node is None:
         return Action.BLOCK
-    value = _str(node)
+    value = string(node)
     if value not in ("block", "allow"):
         raise node.error("expected 'block' or 'allow'")
     return Action(value)
@@ -212,7 +174,7 @@ def _on_error(node: Located | None) -> Action:
 
 def _actions(node: Located | None) -> dict[str, RuleAction]:
     actions = dict(DEFAULT_ACTIONS)
-    for rule, value in _mapping(node, frozenset(RULES)).items():
+    for rule, value in mapping(node, frozenset(RULES)).items():
         # YAML 1.1 reads a bare `off` as false; that is what the author meant
         actions[rule] = RuleAction.OFF if value.value is False else _enum(value, RuleAction, RuleAction.BLOCK)
         if actions[rule] is RuleAction.REWRITE and not RULES[rule].may_rewrite:
@@ -221,19 +183,19 @@ def _actions(node: Located | None) -> dict[str, RuleAction]:
 
 
 def _limits(node: Located | None) -> Limits:
-    keys = _mapping(node, frozenset({"max_body_bytes", "max_decoded_bytes", "max_redirects"}))
+    keys = mapping(node, frozenset({"max_body_bytes", "max_decoded_bytes", "max_redirects"}))
     base = Limits()
     return Limits(
-        max_body_bytes=_int(keys["max_body_bytes"], 1024) if "max_body_bytes" in keys else base.max_body_bytes,
+        max_body_bytes=integer(keys["max_body_bytes"], 1024) if "max_body_bytes" in keys else base.max_body_bytes,
         max_decoded_bytes=(
-            _int(keys["max_decoded_bytes"], 1024) if "max_decoded_bytes" in keys else base.max_decoded_bytes
+            integer(keys["max_decoded_bytes"], 1024) if "max_decoded_bytes" in keys else base.max_decoded_bytes
         ),
-        max_redirects=_int(keys["max_redirects"], 0) if "max_redirects" in keys else base.max_redirects,
+        max_redirects=integer(keys["max_redirects"], 0) if "max_redirects" in keys else base.max_redirects,
     )
 
 
 def _log(node: Located | None) -> LogSettings:
-    keys = _mapping(node, frozenset({"hash_local_part"}))
+    keys = mapping(node, frozenset({"hash_local_part"}))
     if "hash_local_part" in keys:
         value = keys["hash_local_part"]
         if not isinstance(value.value, bool):
@@ -243,15 +205,15 @@ def _log(node: Located | None) -> LogSettings:
 
 
 def _pinning(node: Located | None, policy_path: Path) -> Pinning:
-    keys = _mapping(node, frozenset({"enabled", "store", "pinned"}))
+    keys = mapping(node, frozenset({"enabled", "store", "pinned"}))
     enabled = keys.get("enabled")
     if enabled is not None and not isinstance(enabled.value, bool):
         raise enabled.error("expected true or false")
-    store = policy_path.parent / _str(keys["store"]) if "store" in keys else default_pin_store()
+    store = policy_path.parent / string(keys["store"]) if "store" in keys else default_pin_store()
     return Pinning(
         enabled=bool(enabled and enabled.value),
         store=str(store),
-        pinned=frozenset(_host(d) for d in _strings(keys.get("pinned"))),
+        pinned=frozenset(_host(d) for d in strings(keys.get("pinned"))),
     )
 
 
@@ -263,7 +225,7 @@ def default_pin_store() -> Path:
 
 def _mx_evidence(node: Located | None) -> MxSettings | None:
     """The optional `mx_evidence` section; None (no DNS at all) unless `enabled: true`."""
-    keys = _mapping(node, frozenset({"enabled", "resolver", "timeout", "cache_ttl", "cache_size"}))
+    keys = mapping(node, frozenset({"enabled", "resolver", "timeout", "cache_ttl", "cache_size"}))
     enabled = keys.get("enabled")
     if enabled is None:
         if keys:
@@ -275,7 +237,7 @@ def _mx_evidence(node: Located | None) -> MxSettings | None:
     resolver = None
     if "resolver" in keys:
         try:
-            resolver = parse_resolver(_str(keys["resolver"]))
+            resolver = parse_resolver(string(keys["resolver"]))
         except ValueError as exc:
             raise keys["resolver"].error(str(exc)) from None
     timeout = base.timeout
@@ -287,21 +249,21 @@ def _mx_evidence(node: Located | None) -> MxSettings | None:
     settings = MxSettings(
         resolver=resolver,
         timeout=timeout,
-        cache_ttl=float(_int(keys["cache_ttl"], 0)) if "cache_ttl" in keys else base.cache_ttl,
-        cache_size=_int(keys["cache_size"], 1) if "cache_size" in keys else base.cache_size,
+        cache_ttl=float(integer(keys["cache_ttl"], 0)) if "cache_ttl" in keys else base.cache_ttl,
+        cache_size=integer(keys["cache_size"], 1) if "cache_size" in keys else base.cache_size,
     )
     return settings if enabled.value else None
 
 
 def _host(node: Located) -> str:
     try:
-        return normalise_host(_str(node))
+        return normalise_host(string(node))
     except InvalidHost as exc:
         raise node.error(str(exc)) from None
 
 
 def _domain_pattern(node: Located) -> str:
-    text = _str(node).lower()
+    text = string(node).lower()
     if text == "*":
         return text
     if text.startswith("*."):
@@ -315,27 +277,25 @@ def _domain_pattern(node: Located) -> str:
 
 
 def _entry(node: Located, name_key: str, domains_key: str, extra: frozenset[str]) -> TrustEntry:
-    keys = _mapping(node, frozenset({name_key, "source", domains_key, "hosts", "note"}) | extra)
-    for required in (name_key, domains_key, "hosts"):
-        if required not in keys:
-            raise node.error(f"missing key {required!r}")
-    domains = tuple(_domain_pattern(d) for d in _strings(keys[domains_key]))
-    hosts = tuple(_host(h) for h in _strings(keys["hosts"]))
+    keys = mapping(node, frozenset({name_key, "source", domains_key, "hosts", "note"}) | extra,
+                   required=(name_key, domains_key, "hosts"))
+    domains = tuple(_domain_pattern(d) for d in strings(keys[domains_key]))
+    hosts = tuple(_host(h) for h in strings(keys["hosts"]))
     if not domains or not hosts:
         raise node.error(f"{domains_key!r} and 'hosts' must not be empty")
-    for host_node, host in zip(_list(keys["hosts"]), hosts, strict=True):
+    for host_node, host in zip(items(keys["hosts"]), hosts, strict=True):
         if "." not in host:
             raise host_node.error("a trusted host must be a domain, not a bare top-level label")
-    mx = tuple(_host(m) for m in _strings(keys["mx"])) if "mx" in keys else ()
-    source = _str(keys["source"]) if "source" in keys else node.path
-    return TrustEntry(_str(keys[name_key]), source, domains, hosts, weak="*" in domains, mx=mx)
+    mx = tuple(_host(m) for m in strings(keys["mx"])) if "mx" in keys else ()
+    source = string(keys["source"]) if "source" in keys else node.path
+    return TrustEntry(string(keys[name_key]), source, domains, hosts, weak="*" in domains, mx=mx)
 
 
 def _provider_map(root: Located) -> list[TrustEntry]:
-    keys = _mapping(root, frozenset({"version", "providers", "description"}))
+    keys = mapping(root, frozenset({"version", "providers", "description"}))
     if "version" not in keys or keys["version"].value != POLICY_VERSION:
         raise root.error(f"'version: {POLICY_VERSION}' is required")
-    return [_entry(item, "name", "domains", frozenset({"mx"})) for item in _list(keys.get("providers"))]
+    return [_entry(item, "name", "domains", frozenset({"mx"})) for item in items(keys.get("providers"))]
 
 
 def _allow_entry(node: Located) -> TrustEntry:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard._yaml import Located, load_located
+from guard._yaml import Located, load_located, mapping
 from guard.engine import judge
 from guard.errors import PolicyError
 from guard.formats import by_name
@@ -61,12 +61,7 @@ def _text(case: dict[str, Located], key: str, node: Located) -> str:
 
 
 def _run(path: Path, index: int, node: Located, policy: Policy) -> CaseResult:
-    if not isinstance(node.value, dict):
-        raise node.error("a case must be a mapping")
-    case: dict[str, Located] = node.value
-    for key, value in case.items():
-        if key not in _CASE_KEYS:
-            raise value.error(f"unknown case key {key!r}")
+    case = mapping(node, _CASE_KEYS)
     name = str(case["name"].value) if "name" in case else f"{path.name}#{index + 1}"
     try:
         user = User.from_address(_text(case, "email", node))
@@ -85,13 +80,9 @@ def _run(path: Path, index: int, node: Located, policy: Policy) -> CaseResult:
     # judge does no I/O: MX evidence, when the policy enables it, is looked up here (blocking is fine offline)
     mx = MxLookups(policy.mx).lookup(user.domain) if policy.mx is not None and user is not None else None
     decision = judge(body, user, policy, fmt=fmt, url=url, mx=mx)
-    expect = case.get("expect")
-    if expect is None or not isinstance(expect.value, dict):
+    if "expect" not in case:
         raise node.error("case needs an 'expect' mapping")
-    for key, value in expect.value.items():
-        if key not in _EXPECT_KEYS:
-            raise value.error(f"unknown expect key {key!r}")
-    want: dict[str, Located] = expect.value
+    want = mapping(case["expect"], _EXPECT_KEYS)
     problems: list[str] = []
     if "verdict" in want and decision.verdict != want["verdict"].value:
         problems.append(f"verdict {decision.verdict}, expected {want['verdict'].value}")
