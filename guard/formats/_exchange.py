@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from guard.errors import MalformedDocument
 from guard.formats._xml import Element, Span, element_spans, name, named_children, ordinals, read_xml, splice, text
+from guard.formats.base import port_text
 from guard.model import Reply, Role, Suggestion, Transport, ValueKind
 
 # formats.md §1.3: both POX namespaces are http://, never the https:// printed in Microsoft's docs.
@@ -32,7 +33,6 @@ ENCRYPTION = {
     "auto": Transport.UNKNOWN,
 }
 
-_MAX_PORT = 65535
 
 
 def leaf(element: Element, field: str) -> str:
@@ -55,9 +55,7 @@ def read_port(element: Element, field: str) -> int | None:
     value = leaf(element, field).strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= _MAX_PORT):
-        raise MalformedDocument(f"{field}: {value[:20]!r} is not a TCP port")
-    return int(value)
+    return port_text(value, field)
 
 
 class Found:

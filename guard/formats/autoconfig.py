@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
 from guard.formats._xml import Element, Name, cut_units, kid, name, named_children, ordinals, read_xml, text
-from guard.formats.base import Format
+from guard.formats.base import Format, port_text
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "autoconfig"
@@ -80,7 +80,6 @@ _LINKS = {
 }
 _WEBMAIL_PAGES = ("loginpage", "loginpageinfo")
 _OAUTH = {"authurl": ValueKind.URL, "tokenurl": ValueKind.URL, "issuer": ValueKind.HOST}
-_MAX_PORT = 65535
 
 _Found = list[tuple[Element, Suggestion]]
 _Order = dict[Element, int]
@@ -98,10 +97,7 @@ def _attr(element: Element, key: str) -> str | None:
 
 
 def _port(element: Element, field: str) -> int:
-    value = _text(element, field).strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= _MAX_PORT):
-        raise MalformedDocument(f"{field}: {value[:20]!r} is not a TCP port")
-    return int(value)
+    return port_text(_text(element, field).strip(), field)
 
 
 def _server(section: Element, path: str, default: Role, order: _Order, out: _Found) -> None:

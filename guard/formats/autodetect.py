@@ -26,7 +26,7 @@ from typing import Any
 
 from guard.errors import MalformedDocument, UntrustedInputError
 from guard.formats._json import as_obj, drop_items, expect, find_key, join, load_json, optional
-from guard.formats.base import Format
+from guard.formats.base import MAX_PORT, Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "autodetect"
@@ -67,12 +67,11 @@ _SCHEMES = {
 # "getaddrinfo ENOTFOUND <host>"); neither is used by clients, so they go with the other two.
 SENSITIVE_HEADERS = ("x-debug-support", "x-feedback-token", "x-provider-id", "x-autodv2-error")
 
-_MAX_PORT = 65535
 
 
 def _port(entry: dict[str, Any], path: str) -> int | None:
     port = optional(entry, "port", path, int)
-    if port is not None and not 0 <= port <= _MAX_PORT:
+    if port is not None and not 0 <= port <= MAX_PORT:
         raise MalformedDocument(f"{join(path, 'port')}: {port} is not a TCP port")
     return port
 
@@ -169,7 +168,7 @@ def _debug_hosts(value: Any, path: str) -> Iterator[Suggestion]:
                 ValueKind.HOST,
                 _ROLES.get(protocol.lower(), Role.OTHER),
                 f"x-debug-support:{join(path, 'Hostname')}",
-                port if port is not None and 0 <= port <= _MAX_PORT else None,
+                port if port is not None and 0 <= port <= MAX_PORT else None,
                 _TRANSPORTS.get(encryption.lower(), Transport.UNKNOWN),
             )
         for key, child in value.items():

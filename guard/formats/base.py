@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from guard.errors import MalformedDocument
 from guard.model import Parsed, Reply, Suggestion
+
+MAX_PORT = 65535  # TCP ports are 16-bit
+
+
+def port_text(value: str, field: str) -> int:
+    """A port written as decimal digits (POX `Port`, autoconfig `port`), else MalformedDocument."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= MAX_PORT):
+        raise MalformedDocument(f"{field}: {value[:20]!r} is not a TCP port")
+    return int(value)
 
 
 def no_header_suggestions(_headers: Mapping[str, str]) -> tuple[Suggestion, ...]:

@@ -37,7 +37,7 @@ from typing import TypeAlias
 
 from guard.errors import MalformedDocument
 from guard.formats._xml import Element, cut_units, name, ordinals, read_xml, text
-from guard.formats.base import Format
+from guard.formats.base import MAX_PORT, Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "mobileconfig"
@@ -47,7 +47,6 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _REAL = re.compile(r"[+-]?(?:[0-9]{1,300}(?:\.[0-9]{0,300})?|\.[0-9]{1,300})(?:[eE][+-]?[0-9]{1,4})?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +191,7 @@ def _port(payload: _Dict, key: str | None, field: str) -> int | None:
         isinstance(value, str) and _INTEGER.fullmatch(value.strip(_XML_SPACE))
     ):
         number = int(value)
-    if number is None or not 0 <= number <= _MAX_PORT:
+    if number is None or not 0 <= number <= MAX_PORT:
         raise MalformedDocument(f"{field}.{key}: {str(value)[:20]!r} is not a TCP port")
     return number
 
