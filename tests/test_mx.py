@@ -181,3 +181,35 @@ def test_http_answers_are_excused_by_mx_evidence_too(nsd: Nsd, tmp_path: Path) -
                   url="https://autoconfig.weingut-ost.de/", mx=lookups.lookup("weingut-ost.de"))
     assert other.rules == ("foreign-host",)
     assert "MX of weingut-ost.de (mail.weingut-ost.de) shares no registrable domain" in other.findings[0].evidence[-1]
+
+
+@pytest.mark.e2e
+def test_the_http_addon_awaits_mx_evidence_in_its_response_hook(nsd: Nsd, tmp_path: Path) -> None:
+    """With MX evidence on, `response` hands mitmproxy a coroutine that looks MX up on the event
+    loop, and the answer is judged with that evidence: the IONOS customer's answer passes."""
+    from mitmproxy import http
+    from mitmproxy.test import taddons, tflow
+
+    from guard.proxy.addon import AutodiscoverGuard
+
+    shutil.copy(ROOT / "policies" / "providers.yaml", tmp_path / "providers.yaml")
+    policy = tmp_path / "on.yaml"
+    policy.write_text("version: 1\nproviders: [providers.yaml]\n"
+                      f"mx_evidence:\n  enabled: true\n  resolver: {nsd.address}\n", encoding="utf-8")
+    addon = AutodiscoverGuard()
+    url = "https://autoconfig.baeckerei-klein.de/mail/config-v1.1.xml?emailaddress=anna%40baeckerei-klein.de"
+    with taddons.context(addon) as tctx:
+        tctx.options.update(guard_log=str(tmp_path / "decisions.jsonl"), guard_policy=str(policy))
+        addon.configure(set(tctx.options.keys()))
+        flow = tflow.tflow(req=http.Request.make("GET", url))
+
+        async def through() -> None:
+            addon.request(flow)
+            flow.response = http.Response.make(200, CLIENT_CONFIG, {"content-type": "text/xml"})
+            pending = addon.response(flow)
+            assert pending is not None  # a coroutine when MX evidence is on
+            await pending
+
+        asyncio.run(through())
+    assert flow.metadata["guard.would_action"] == "allow"
+    assert flow.response is not None and flow.response.content == CLIENT_CONFIG
