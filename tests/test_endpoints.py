@@ -1,0 +1,48 @@
+"""The discovery-endpoint table: classification, interception and the docs all come from it."""
+
+from __future__ import annotations
+
+import re
+
+from guard.proxy.endpoints import (
+    DISCOVERY_HOST_GLOBS,
+    DISCOVERY_HOST_PATTERNS,
+    ENDPOINTS,
+    Endpoint,
+    HostMatch,
+    is_discovery,
+)
+from tests.conftest import ROOT
+
+
+def _row(endpoint: Endpoint) -> str:
+    host = {HostMatch.PREFIX: f"`{endpoint.host}*`", HostMatch.SUFFIX: f"`*{endpoint.host}`",
+            HostMatch.EXACT: f"`{endpoint.host}`", HostMatch.ANY: "any host"}[endpoint.match]
+    path = f"`{endpoint.path.pattern}`" if endpoint.path is not None else "any"
+    path = path.replace("|", "\\|")
+    return (f"| {host} | {path} | {endpoint.domain_from or '-'} | {'yes' if endpoint.intercept else 'no'} "
+            f"| {endpoint.doc} |")
+
+
+def test_the_architecture_doc_lists_exactly_the_endpoint_table() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Discovery endpoints", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the header row first
+    assert rows == [_row(e) for e in ENDPOINTS]
+
+
+def test_every_intercepted_host_matches_one_allow_hosts_pattern_and_one_pac_glob() -> None:
+    samples = {HostMatch.PREFIX: "{}contoso.com", HostMatch.SUFFIX: "prod{}", HostMatch.EXACT: "{}"}
+    for endpoint in ENDPOINTS:
+        if not endpoint.intercept or endpoint.match is HostMatch.ANY:
+            continue
+        host = samples[endpoint.match].format(endpoint.host)
+        assert any(re.search(p, f"{host}:443") for p in DISCOVERY_HOST_PATTERNS), host
+        assert any(re.fullmatch(g.replace(".", r"\.").replace("*", ".*"), host) for g in DISCOVERY_HOST_GLOBS), host
+
+
+def test_a_host_the_table_claims_is_discovery_only_on_its_own_paths() -> None:
+    assert is_discovery("v1.ispdb.net", "/contoso.com")
+    assert is_discovery("live.thunderbird.net", "/autoconfig/v1.1/contoso.com")
+    assert not is_discovery("live.thunderbird.net", "/en-US/thunderbird/start")
+    assert not is_discovery("prod-autodetect.outlookmobile.com", "/status")
