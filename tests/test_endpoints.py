@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from guard.proxy.endpoints import (
     DISCOVERY_HOST_GLOBS,
     DISCOVERY_HOST_PATTERNS,
@@ -46,3 +48,36 @@ def test_a_host_the_table_claims_is_discovery_only_on_its_own_paths() -> None:
     assert is_discovery("live.thunderbird.net", "/autoconfig/v1.1/contoso.com")
     assert not is_discovery("live.thunderbird.net", "/en-US/thunderbird/start")
     assert not is_discovery("prod-autodetect.outlookmobile.com", "/status")
+
+
+# --- which flows are discovery -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "path", "accept"), [
+    ("autodiscover.contoso.com", "/autodiscover/autodiscover.xml", ""),
+    ("autodiscover.contoso.com", "/anything", ""),
+    ("autoconfig.contoso.com", "/mail/config-v1.1.xml?emailaddress=a%40contoso.com", ""),
+    ("contoso.com", "/AutoDiscover/AutoDiscover.xml", ""),
+    ("contoso.com", "/autodiscover/autodiscover.svc", ""),
+    ("outlook.office365.com", "/autodiscover/autodiscover.json/v1.0/a@contoso.com?Protocol=Ews", ""),
+    ("contoso.com", "/.well-known/autoconfig/mail/config-v1.1.xml", ""),
+    ("prod.autodetect.outlook.cloud.microsoft", "/autodetect/detect?app=x", ""),
+    ("prod-autodetect.outlookmobile.com", "/detect?services=office365", ""),
+    ("live.thunderbird.net", "/autoconfig/v1.1/contoso.com", ""),
+    ("v1.ispdb.net", "/contoso.com", ""),
+    ("mail.contoso.com", "/mobileconfig?emailaddress=a%40contoso.com", ""),
+    ("dns.google", "/resolve?name=_imaps._tcp.contoso.com&type=SRV", "application/dns-json"),
+])
+def test_discovery_is_recognised_by_host_and_path(host: str, path: str, accept: str) -> None:
+    assert is_discovery(host, path, {"accept": accept})
+
+
+@pytest.mark.parametrize(("host", "path", "accept"), [
+    ("www.contoso.com", "/index.html", ""),
+    ("live.thunderbird.net", "/thunderbird/start?locale=en-US", ""),
+    ("prod.autodetect.outlook.cloud.microsoft", "/health", ""),
+    ("dns.google", "/resolve?name=www.contoso.com&type=A", "application/dns-json"),
+    ("dns.google", "/dns-query?name=_imaps._tcp.contoso.com", "application/dns-message"),
+])
+def test_other_traffic_is_not_discovery(host: str, path: str, accept: str) -> None:
+    assert not is_discovery(host, path, {"accept": accept})

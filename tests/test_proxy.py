@@ -23,33 +23,11 @@ from mitmproxy.test import taddons, tflow, tutils
 from guard.formats._xml import name, read_xml
 from guard.proxy.addon import AutodiscoverGuard
 from guard.proxy.dns import DnsGuard
-from guard.proxy.endpoints import is_discovery
-from guard.proxy.flows import authority, flow_url, header, identify, request_host
 from guard.proxy.walk import PendingRedirects
 from guard.rules import CREDENTIAL_LEAK, DISCOVERY_TLD, REDIRECT_LIMIT
 from guard.rules.walk import Walk
-from tests.conftest import FIXTURES, ROOT, pox_request
-
-POX_URL = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
-AUTODETECT_URL = "https://prod.autodetect.outlook.cloud.microsoft/autodetect/detect?app=outlookdesktopBasic"
-AUTOCONFIG_URL = "https://autoconfig.contoso.com/mail/config-v1.1.xml?emailaddress=alice%40contoso.com"
-
-
-def basic(user: str, password: str | None = None) -> str:
-    raw = user if password is None else f"{user}:{password}"
-    return "Basic " + base64.b64encode(raw.encode()).decode()
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def make_flow(url: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b"",
-              client: str = "127.0.0.1") -> http.HTTPFlow:
-    fields = http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()])
-    flow = tflow.tflow(req=http.Request.make(method, url, body, fields))
-    flow.client_conn.peername = (client, 50000)
-    return flow
+from tests.conftest import ROOT, pox_request
+from tests.flowkit import AUTOCONFIG_URL, AUTODETECT_URL, POX_URL, basic, fixture, make_flow
 
 
 def answer(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> http.Response:
@@ -149,103 +127,6 @@ def test_the_script_shim_exposes_the_http_and_dns_addons_sharing_one_runtime() -
         assert module.addons[0].runtime is module.addons[1].runtime
 
 
-# --- which flows are discovery -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("host", "path", "accept"), [
-    ("autodiscover.contoso.com", "/autodiscover/autodiscover.xml", ""),
-    ("autodiscover.contoso.com", "/anything", ""),
-    ("autoconfig.contoso.com", "/mail/config-v1.1.xml?emailaddress=a%40contoso.com", ""),
-    ("contoso.com", "/AutoDiscover/AutoDiscover.xml", ""),
-    ("contoso.com", "/autodiscover/autodiscover.svc", ""),
-    ("outlook.office365.com", "/autodiscover/autodiscover.json/v1.0/a@contoso.com?Protocol=Ews", ""),
-    ("contoso.com", "/.well-known/autoconfig/mail/config-v1.1.xml", ""),
-    ("prod.autodetect.outlook.cloud.microsoft", "/autodetect/detect?app=x", ""),
-    ("prod-autodetect.outlookmobile.com", "/detect?services=office365", ""),
-    ("live.thunderbird.net", "/autoconfig/v1.1/contoso.com", ""),
-    ("v1.ispdb.net", "/contoso.com", ""),
-    ("mail.contoso.com", "/mobileconfig?emailaddress=a%40contoso.com", ""),
-    ("dns.google", "/resolve?name=_imaps._tcp.contoso.com&type=SRV", "application/dns-json"),
-])
-def test_discovery_is_recognised_by_host_and_path(host: str, path: str, accept: str) -> None:
-    assert is_discovery(host, path, {"accept": accept})
-
-
-@pytest.mark.parametrize(("host", "path", "accept"), [
-    ("www.contoso.com", "/index.html", ""),
-    ("live.thunderbird.net", "/thunderbird/start?locale=en-US", ""),
-    ("prod.autodetect.outlook.cloud.microsoft", "/health", ""),
-    ("dns.google", "/resolve?name=www.contoso.com&type=A", "application/dns-json"),
-    ("dns.google", "/dns-query?name=_imaps._tcp.contoso.com", "application/dns-message"),
-])
-def test_other_traffic_is_not_discovery(host: str, path: str, accept: str) -> None:
-    assert not is_discovery(host, path, {"accept": accept})
-
-
-@pytest.mark.parametrize(("url", "host_header", "expected"), [
-    ("https://Autodiscover.Contoso.com./autodiscover/autodiscover.xml", None, "autodiscover.contoso.com"),
-    ("https://192.0.2.10/autodiscover/autodiscover.xml", "autodiscover.contoso.com", "autodiscover.contoso.com"),
-    ("https://[2001:db8::1]/autodiscover/autodiscover.xml", "autodiscover.contoso.com", "autodiscover.contoso.com"),
-])
-def test_the_request_host_falls_back_to_the_host_header_for_addresses(url: str, host_header: str | None,
-                                                                     expected: str) -> None:
-    request = http.Request.make("GET", url)
-    if host_header:  # transparent mode: the target is an address, the name is in the Host header
-        request.headers["host"] = host_header
-    assert request_host(request) == expected
-
-
-@pytest.mark.parametrize(("method", "url", "host_header", "http_version"), [
-    ("POST", POX_URL, None, "HTTP/1.1"),
-    ("POST", POX_URL, "autodiscover.contoso.com", "HTTP/1.1"),
-    ("POST", POX_URL, "Autodiscover.Contoso.COM:443", "HTTP/1.1"),
-    ("POST", POX_URL, "autodiscover.contoso.com:8443", "HTTP/1.1"),
-    ("GET", "http://192.0.2.10/autodiscover/autodiscover.xml", "autodiscover.contoso.com", "HTTP/1.1"),
-    ("GET", "https://[2001:db8::1]:8443/x?email=a%40b.c", "[2001:db8::1]:8443", "HTTP/1.1"),
-    ("GET", "https://192.0.2.10/x", "not a host!", "HTTP/1.1"),
-    ("GET", "https://192.0.2.10/x", "", "HTTP/1.1"),
-    ("GET", POX_URL, "other.contoso.com", "HTTP/2.0"),
-    ("GET", POX_URL, "autodiscover.contoso.com:8443", "HTTP/2.0 :authority"),
-    ("OPTIONS", "https://autodiscover.contoso.com/*", "autodiscover.contoso.com", "HTTP/1.1"),
-])
-def test_the_flow_url_and_host_read_the_host_header_as_mitmproxy_does(method: str, url: str, host_header: str | None,
-                                                                      http_version: str) -> None:
-    request = http.Request.make(method, url)
-    request.http_version, _, pseudo = http_version.partition(" ")
-    if url.endswith("/*"):
-        request.path = "*"
-    if host_header is not None and pseudo:
-        request.authority = host_header
-    elif host_header is not None:
-        request.headers["host"] = host_header
-    assert flow_url(request) == request.pretty_url
-    address = request.host[-1:].isdigit() or ":" in request.host  # transparent mode: the Host header names it
-    assert request_host(request) == (request.pretty_host if address else request.host).lower().rstrip(".")
-
-
-def test_the_flow_url_of_a_connect_request_is_its_authority() -> None:
-    request = tutils.treq(method=b"CONNECT", authority=b"autodiscover.contoso.com:443", path=b"")
-    assert flow_url(request) == request.pretty_url == "autodiscover.contoso.com:443"
-
-
-def test_host_header_parses_are_remembered_in_a_bounded_cache() -> None:
-    maxsize = authority.cache_info().maxsize
-    assert maxsize is not None
-    for i in range(maxsize + 100):
-        request = http.Request.make("GET", POX_URL)
-        request.headers["host"] = f"h{i}.contoso.com:8443"
-        assert flow_url(request) == request.pretty_url
-    info = authority.cache_info()
-    assert info.maxsize is not None and info.currsize == info.maxsize
-
-
-@pytest.mark.parametrize("name", ["x-email", "Authorization", "www-authenticate", "content-type"])
-def test_header_lookups_fold_repeats_like_mitmproxy(name: str) -> None:
-    headers = http.Headers([(b"X-Email", b"a@contoso.com"), (b"WWW-Authenticate", b"Negotiate"),
-                            (b"www-authenticate", b'Basic realm="x"'), (b"Authorization", b"Basic \xff")])
-    assert header(headers, name.lower().encode()) == headers.get(name)
-
-
 def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:
     upstream = answer(b"<html>hello</html>", headers={"content-type": "text/html"})
     flow = guard.through(make_flow("https://www.contoso.com/", headers={"authorization": basic("a", "pw")}),
@@ -253,44 +134,6 @@ def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:
     assert flow.response is upstream and flow.response.raw_content == b"<html>hello</html>"
     assert "guard.action" not in flow.metadata
     assert guard.lines() == []
-
-
-# --- whose discovery it is -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("url", "method", "headers", "body", "expected"), [
-    (POX_URL, "POST", {}, pox_request("alice@contoso.com"), ("alice@contoso.com", "body")),
-    ("https://contoso.com/autodiscover/autodiscover.svc", "POST", {},
-     b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><a:Mailbox '
-     b'xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover">bob@contoso.com</a:Mailbox>'
-     b"</s:Body></s:Envelope>", ("bob@contoso.com", "body")),
-    (AUTODETECT_URL, "GET", {"x-email": "email@example.com"}, b"", ("email@example.com", "x-email")),
-    (AUTODETECT_URL, "GET", {"authorization": basic("email@example.com")}, b"", ("email@example.com", "basic")),
-    (AUTODETECT_URL, "GET", {"authorization": basic("email@example.com", "pw")}, b"",
-     ("email@example.com", "basic")),
-    ("https://outlook.office365.com/autodiscover/autodiscover.json/v1.0/carol%40fabrikam.com?Protocol=Ews",
-     "GET", {}, b"", ("carol@fabrikam.com", "url")),
-    ("https://autodiscover.contoso.com/autodiscover/autodiscover.json?Email=alice%40contoso.com&Protocol=Ews",
-     "GET", {}, b"", ("alice@contoso.com", "url")),
-    (AUTOCONFIG_URL, "GET", {}, b"", ("alice@contoso.com", "url")),
-    ("https://autoconfig.northwind-traders.co.uk/mail/config-v1.1.xml", "GET", {}, b"",
-     ("@northwind-traders.co.uk", "host")),
-    ("https://live.thunderbird.net/autoconfig/v1.1/fabrikam.com", "GET", {}, b"", ("@fabrikam.com", "ispdb")),
-    ("https://dns.google/resolve?name=_imaps._tcp.contoso.com&type=SRV", "GET",
-     {"accept": "application/dns-json"}, b"", ("@contoso.com", "dns-name")),
-])
-def test_the_user_is_read_from_where_each_format_carries_it(
-    url: str, method: str, headers: dict[str, str], body: bytes, expected: tuple[str, str],
-) -> None:
-    flow = make_flow(url, method=method, headers=headers, body=body)
-    user, source = identify(flow.request, request_host(flow.request), body)
-    assert user is not None
-    assert (f"{user.local}@{user.domain}" if user.local else f"@{user.domain}", source) == expected
-
-
-def test_an_unidentifiable_request_has_no_user() -> None:
-    flow = make_flow("https://contoso.com/autodiscover/autodiscover.xml", method="POST", body=b"not xml")
-    assert identify(flow.request, "contoso.com", b"not xml") == (None, "unknown")
 
 
 # --- answers -------------------------------------------------------------------------------------
