@@ -6,6 +6,7 @@ from guard import rules
 from guard.model import Role, Suggestion, Transport, ValueKind
 from guard.names import User, target_of
 from guard.ownership import Trust
+from tests.conftest import ROOT
 
 ALICE = User.from_address("alice@contoso.com")
 
@@ -65,3 +66,15 @@ def test_plaintext_fires_on_plain_transport_and_http_urls() -> None:
     assert rules.plaintext(_subject("imap.contoso.com", transport=Transport.PLAIN)) is not None
     assert rules.plaintext(_subject("http://mail.contoso.com/EWS", ValueKind.URL)) is not None
     assert rules.plaintext(_subject("imap.contoso.com", transport=Transport.STARTTLS)) is None
+
+
+def test_the_rules_doc_lists_every_catalogue_rule_with_its_default_action() -> None:
+    rows = {}
+    for line in (ROOT / "docs" / "rules.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows[cells[0].strip("`")] = cells[2]
+    assert sorted(rows) == sorted([*rules.RULES, rules.INTERNAL.id])
+    for rule in rules.RULES.values():
+        assert rows[rule.id].startswith(rule.default.value), rule.id
+    assert rows[rules.INTERNAL.id] == "on_error"
