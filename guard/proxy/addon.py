@@ -46,7 +46,8 @@ from guard.proxy.endpoints import is_discovery, is_discovery_host
 from guard.proxy.record import DISCOVERY, FlowState, internal_error, settle
 from guard.proxy.reload import Runtime
 from guard.proxy.walk import PendingRedirects
-from guard.rules import MALFORMED, request
+from guard.rules import MALFORMED
+from guard.rules import request as request_rules
 from guard.rules.walk import hop_key, redirect_limit
 
 logger = logging.getLogger(__name__)
@@ -217,8 +218,8 @@ class AutodiscoverGuard:
         if redirected:
             state.user, state.user_source = state.walk.user, "redirect"
         user = state.user
-        finding = (request.discovery_tld(host, user, discovery_name=is_discovery_host(host))
-                   or request.credential_leak(host, req.scheme, user, flows.credential(req, body), policy.trust))
+        finding = (request_rules.discovery_tld(host, user, discovery_name=is_discovery_host(host))
+                   or request_rules.credential_leak(host, req.scheme, user, flows.credential(req, body), policy.trust))
         if finding is not None:
             decision = fold(Decision(hint(state.url) or "request", Action.ALLOW), [finding], policy,
                             _local_reply(finding))
@@ -349,7 +350,7 @@ class AutodiscoverGuard:
         """A Basic challenge from a host the user does not own (or over http) would fetch the password."""
         assert flow.response is not None
         challenges = flows.header(flow.response.headers, b"www-authenticate")  # folded: the rule splits at commas
-        finding = request.basic_challenge(state.host, flow.request.scheme, state.user, challenges,
+        finding = request_rules.basic_challenge(state.host, flow.request.scheme, state.user, challenges,
                                           state.policy.trust)
         return decision if finding is None else fold(decision, [finding], state.policy, _local_reply(finding))
 
