@@ -29,7 +29,7 @@ _DISCOVERY_PATH = re.compile(
     r"/autodiscover/autodiscover\.(?:xml|svc|json)|/mail/config-v1\.1\.xml|/\.well-known/autoconfig/|mobileconfig",
     re.IGNORECASE,
 )
-_AUTODETECT_PATH = re.compile(r"/(?:autodetect/)?detect/?$", re.IGNORECASE)
+_AUTODETECT_PATH = re.compile(r"^/(?:autodetect/)?detect/?$", re.IGNORECASE)
 _DOH_PATH = re.compile(r"^/(?:dns-query|resolve)$", re.IGNORECASE)
 _SERVICE_LABELS = re.compile(r"^(?:_[^.]+\.)+")
 
@@ -87,13 +87,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              domain_from="dns-name", intercept=False, query=_doh_lookup),
 )
 
-# The table, indexed once so that classifying a flow (every flow asks) stays a few lookups.
+# The table, indexed once so that classifying a flow (every flow asks) stays a few C-level calls.
 _PREFIXES = tuple(e.host for e in ENDPOINTS if e.match is HostMatch.PREFIX)
 _DOMAIN_PREFIXES = tuple(e.host for e in ENDPOINTS if e.match is HostMatch.PREFIX and e.domain_from == "host")
 _EXACT = {e.host: e for e in ENDPOINTS if e.match is HostMatch.EXACT and e.claims_host}
 _SUFFIXES = tuple((e.host, e) for e in ENDPOINTS if e.match is HostMatch.SUFFIX and e.claims_host)
-_ANY_PATHS = tuple(e for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is None)
-_ANY_QUERIES = tuple(e for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is not None)
+_ANY_SUFFIX = tuple(suffix for suffix, _ in _SUFFIXES)
+_ANY_HOST_PATHS = tuple(e.path.search for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is None and e.path)
+_ANY_HOST_QUERIES = tuple((e.path.search, e.query) for e in ENDPOINTS
+                          if e.match is HostMatch.ANY and e.query is not None and e.path)
 _ISPDB_DOMAIN = re.compile(r"^/(?:autoconfig/)?(?:v1\.1/)?([^/]+)/?$", re.IGNORECASE)
 
 
@@ -112,15 +114,14 @@ def is_discovery(host: str, path: str, headers: Mapping[str, str] | None = None)
     if host.startswith(_PREFIXES):
         return True
     plain, _, query = path.partition("?")
-    for endpoint in _ANY_PATHS:
-        if endpoint.path is not None and endpoint.path.search(plain):
+    for search in _ANY_HOST_PATHS:
+        if search(plain):
             return True
-    claimed = _claimed(host)
+    claimed = _EXACT.get(host) or (_claimed(host) if host.endswith(_ANY_SUFFIX) else None)
     if claimed is not None:
         return claimed.path is None or claimed.path.search(plain) is not None
-    for endpoint in _ANY_QUERIES:
-        if endpoint.path is not None and endpoint.path.match(plain) and endpoint.query is not None \
-                and endpoint.query(query, headers or {}):
+    for search, wanted in _ANY_HOST_QUERIES:  # noqa: SIM110 - a loop: any() builds a generator on every flow
+        if search(plain) and wanted(query, headers or {}):
             return True
     return False
 
