@@ -19,6 +19,7 @@ from guard.formats._xml import MAX_XML_BYTES
 from guard.model import Role, Suggestion, Transport, ValueKind
 from tests.conftest import examples, unit_span
 from tests.formats._json_fuzz import mutated
+from tests.formats.test_contract import keeps_the_contract
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -327,12 +328,5 @@ BODIES = [p.read_bytes() for p in sorted(FIXTURES.glob("mobileconfig__*.xml"))] 
 
 @settings(max_examples=examples(200), deadline=None)
 @given(mutated(BODIES))
-def test_mutated_profiles_raise_only_untrusted_input_errors(body: bytes) -> None:
-    try:
-        parsed = mobileconfig.parse(body)
-    except UntrustedInputError:
-        return
-    if parsed.suggestions:
-        out = mobileconfig.rewrite(body, parsed, parsed.suggestions[:1])
-        if out is not None:
-            assert len(mobileconfig.parse(out).suggestions) < len(parsed.suggestions)
+def test_mutated_signed_and_synthetic_profiles_keep_the_format_contract(body: bytes) -> None:
+    keeps_the_contract(mobileconfig.FORMAT, body)
