@@ -203,10 +203,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Re-judge saved mitmproxy flows; exit 1 when any would be rewritten or blocked."""
     import io
 
-    from mitmproxy.exceptions import FlowReadException
-
     from guard.log import DecisionLog
-    from guard.proxy.replay import replay_flows
+    from guard.proxy.replay import NotAFlowFile, replay_flows
 
     policy = load_policy(args.policy or default_policy_path())
     sink = io.StringIO()
@@ -218,7 +216,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if not args.json:
                 rules = ",".join(result.rules) or "-"
                 print(f"{would.upper():<8} {result.format:<12} {rules:<40} {result.url}")
-    except (OSError, FlowReadException) as exc:
+    except (OSError, NotAFlowFile) as exc:
         print(f"error: {args.flows}: {exc}", file=sys.stderr)
         return 2
     if args.json:
