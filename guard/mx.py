@@ -123,6 +123,7 @@ class MxLookups:
         self.settings = settings
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, asyncio.Future[MxAnswer]]] = OrderedDict()
+        self._running: set[asyncio.Future[MxAnswer]] = set()  # asyncio keeps only weak references to tasks
 
     def start(self, domain: str) -> asyncio.Future[MxAnswer]:
         """Start (or reuse) the lookup for `domain` on the running loop; never blocks.
@@ -141,6 +142,7 @@ class MxLookups:
             future.set_result(MxAnswer(error=refusal))
         else:
             future = asyncio.ensure_future(self._resolve(domain))
+            self._running.add(future)
         # expiry is set when the answer arrives; until then the entry counts as in flight
         self._cache[domain] = (float("inf"), future)
         self._cache.move_to_end(domain)
@@ -167,6 +169,7 @@ class MxLookups:
         return len(self._cache)
 
     def _expire(self, domain: str, future: asyncio.Future[MxAnswer]) -> None:
+        self._running.discard(future)
         answer = future.result() if not future.cancelled() else MxAnswer(error="cancelled")
         ttl = min(FAILURE_TTL if answer.error else self.settings.cache_ttl, answer.ttl or float("inf"))
         entry = self._cache.get(domain)
