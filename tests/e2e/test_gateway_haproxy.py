@@ -1,12 +1,12 @@
-"""Gateway mode behind HAProxy: two guard instances, one TCP load balancer, every decision logged once.
+"""Gateway mode behind HAProxy on loopback: the shipped config, two guards, every decision logged once.
 
-HAProxy (the Debian package; `.ci/run` installs it) listens on a free loopback port in TCP mode
-and balances round-robin over two guard mitmdumps (explicit proxy mode), each writing its own
+HAProxy (the Debian package; `.ci/run` installs it) runs `deploy/haproxy/haproxy.cfg` with only the
+ports changed to free loopback ports and `balance roundrobin` instead of `source` (all test clients
+share one address), in front of two guard mitmdumps (explicit proxy mode), each writing its own
 decision log. Clients send CONNECT / absolute-form requests to HAProxy as they would to one
 proxy. Every request carries a marker (`?n=<i>`, kept by the log's URL scrubbing), so the two
-logs together can be checked for exactly one decision per request. The config is the one shown
-in docs/gateway.md §4 (with test ports, and round-robin because all test clients share one
-address).
+logs together can be checked for exactly one decision per request. This runs without root; the
+namespace lab (test_gateway_lab.py) runs the file unchanged with real client addresses.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FIXTURES, pox_request
+from tests.conftest import FIXTURES, ROOT, pox_request
 from tests.e2e.conftest import ProxyFactory
+from tests.e2e.support.process import stop as stop_process
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.upstream import Upstream
 
@@ -38,22 +39,17 @@ HONEST_HOST, SEED_HOST = "autodiscover.lb.contoso.com", "autodiscover.lb.example
 REQUESTS = 40
 CLIENTS = 8
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 256
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend guard
-    bind 127.0.0.1:{port}
-    default_backend guards
-backend guards
-    balance roundrobin
-    server g1 127.0.0.1:{first} check
-    server g2 127.0.0.1:{second} check
-"""
+SHIPPED_CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+
+
+def loopback_config(port: int, first: int, second: int) -> str:
+    """The shipped config on test ports, round-robin (every test client has the same address)."""
+    text = SHIPPED_CONFIG.read_text()
+    for shipped, test in ((" bind :8080", f" bind 127.0.0.1:{port}"), ("127.0.0.1:8081", f"127.0.0.1:{first}"),
+                          ("127.0.0.1:8082", f"127.0.0.1:{second}"), ("balance source", "balance roundrobin")):
+        assert shipped in text, f"{SHIPPED_CONFIG} no longer has {shipped!r}"
+        text = text.replace(shipped, test)
+    return text
 
 
 def free_port() -> int:
@@ -63,12 +59,15 @@ def free_port() -> int:
 
 
 class HAProxy:
-    """`haproxy -db` (foreground) with a config file, until `stop()`."""
+    """`haproxy -db` (foreground) with a config file, until `stop()`; its output (one log line per
+    connection) goes to a file beside the config, so no pipe can fill up and stall it."""
 
     def __init__(self, config: Path, port: int) -> None:
         self.port = port
-        self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+        self.output = config.with_suffix(".log")
+        with self.output.open("wb") as sink:
+            self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=sink,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -76,22 +75,16 @@ class HAProxy:
                 return
             except OSError:
                 time.sleep(0.05)
-        output = self.stop()
-        raise RuntimeError(f"haproxy did not listen on {port}:\n{output}")
+        raise RuntimeError(f"haproxy did not listen on {port}:\n{self.stop()}")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            output, _ = self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            output, _ = self.process.communicate(timeout=5)
-        return output or ""
+        """Stop HAProxy; what it wrote."""
+        stop_process(self.process)
+        return self.output.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +116,7 @@ def balancer(haproxy_binary: str, guards: tuple[GuardProxy, GuardProxy],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
     port = free_port()
     config = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
-    config.write_text(HAPROXY_CONFIG.format(port=port, first=guards[0].port, second=guards[1].port))
+    config.write_text(loopback_config(port, guards[0].port, guards[1].port))
     server = HAProxy(config, port)
     yield server
     server.stop()
