@@ -332,6 +332,178 @@ def lab_namespaces(hosts: Sequence[str]) -> Iterator[Lab]:
         lab.close()
 
 
+# -- the lab's gateways --------------------------------------------------------------------------
+
+POX = "/autodiscover/autodiscover.xml"
+SEED, HONEST, FOREIGN = "autodiscover.example.com", "autodiscover.contoso.com", "autodiscover.fabrikam.com"
+PASS_THROUGH = "www.contoso.com"  # not a discovery host: relayed without decryption
+ANSWERS = {SEED: "pox__seed_example_com.xml", HONEST: "pox__benign_onprem_exchange.xml",
+           FOREIGN: "pox__redirect_url_foreign.xml"}
+USERS = {SEED: "email@example.com", HONEST: "alice@contoso.com", FOREIGN: "alice@contoso.com"}
+FIXTURES = ROOT / "tests" / "fixtures"
+POLICY = ROOT / "policies" / "gateway.example.yaml"
+HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+NFT_RULES = ROOT / "deploy" / "nftables" / "autodiscover-guard-transparent.nft"
+PROXY_PORT, GUARD_PORTS = 8080, (8081, 8082)  # as in the shipped files
+
+
+@dataclass
+class Instance:
+    """One guard (or bare) mitmdump in the gateway namespace."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    metrics: Path
+    output: Path
+
+    def decisions(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line]
+        return [line for line in lines if line["event"] == "decision"]
+
+
+@dataclass
+class Gateway:
+    """A lab with its two instances, HAProxy (explicit) or the nftables spread (transparent)."""
+
+    lab: Lab
+    folder: Path
+    bundle: Path  # proxy CA + origin CA: what the clients trust, for discovery and pass-through alike
+    explicit: bool
+    instances: list[Instance]
+    haproxy: subprocess.Popen[bytes] | None = None
+    haproxy_log: Path | None = None
+    upstream: subprocess.Popen[bytes] | None = None
+
+    def load(self, asks: Sequence[Ask], name: str, concurrency: int = 6) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start a client load in the clients namespace: its process and the file its records go to."""
+        spec = self.folder / f"{name}.json"
+        spec.write_text(json.dumps({
+            "cafile": str(self.bundle), "concurrency": concurrency,
+            "proxy": [GATEWAY_CLIENT_SIDE, PROXY_PORT] if self.explicit else None,
+            "asks": [ask.__dict__ for ask in asks],
+        }))
+        records = self.folder / f"{name}.jsonl"
+        return self.lab.spawn(self.lab.clients, load_argv(spec), records), records
+
+    def run_load(self, asks: Sequence[Ask], name: str, concurrency: int = 6) -> list[dict[str, Any]]:
+        """A client load to its end; its records."""
+        process, records = self.load(asks, name, concurrency)
+        process.wait(300)
+        return read_records(records)
+
+    def wait_for_haproxy_lines(self, count: int) -> list[str]:
+        """HAProxy's log once it holds `count` client connections (it logs each when it ends)."""
+        assert self.haproxy_log is not None
+        deadline = time.monotonic() + 10
+        while True:
+            lines = self.haproxy_log.read_text().splitlines()
+            if sum(line.startswith(CLIENTS_NET) for line in lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def all_decisions(self, count: int) -> list[list[dict[str, Any]]]:
+        """Every instance's decisions of load requests once `count` have arrived in total (the logs are
+        written async); decisions without a numeric marker (the curl tests') are left out."""
+        deadline = time.monotonic() + 10
+        while True:
+            logs = [[line for line in instance.decisions() if marker(line) is not None]
+                    for instance in self.instances]
+            if sum(map(len, logs)) >= count or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.05)
+
+
+def marker(line: dict[str, Any]) -> int | None:
+    """The `?n=` marker of a decision's URL (kept by the log's URL scrubbing), if it is a number."""
+    found = str(line["url"]).rpartition("?n=")[2]
+    return int(found) if found.isdigit() else None
+
+
+def mixed(count: int, *, discovery_every: int = 1) -> list[Ask]:
+    """`count` requests from all client addresses in turn: discovery (seed, honest, foreign in turn)
+    every `discovery_every`-th request, a pass-through page otherwise."""
+    from tests.conftest import pox_request  # not at the top: the namespace helpers run without pytest
+
+    hosts = (SEED, HONEST, FOREIGN)
+    asks = []
+    for n in range(count):
+        source = CLIENT_ADDRESSES[n % len(CLIENT_ADDRESSES)]
+        if n % discovery_every == 0:
+            host = hosts[(n // discovery_every) % len(hosts)]
+            asks.append(Ask(n, source, host, POX, pox_request(USERS[host]).decode()))
+        else:
+            asks.append(Ask(n, source, PASS_THROUGH, "/"))
+    return asks
+
+
+def instance_argv(folder: Path, name: str, listen: str, extra: Sequence[str], origin_ca: Path, *,
+                  bare: bool = False) -> list[str]:
+    """What `autodiscover-guard run --mode gateway` execs, trusting the lab's origin CA upstream; with
+    `bare`, the same mitmdump options without the guard (the throughput baseline)."""
+    from guard.launch import mitmdump_argv
+    from guard.policy import load_policy
+
+    args = argparse.Namespace(mode="gateway", listen=listen, confdir=str(folder / "confdir"),
+                              log=str(folder / f"{name}.jsonl"), dns=None, dns_upstream=None,
+                              mitmdump_args=[*extra, "--set", f"ssl_verify_upstream_trusted_ca={origin_ca}",
+                                             *([] if bare else ["--set", f"guard_metrics={folder / f'{name}.prom'}"])])
+    argv = mitmdump_argv(args, POLICY, load_policy(POLICY))
+    if not bare:
+        return argv
+    kept: list[str] = []
+    pairs = iter(argv)
+    for item in pairs:
+        value = next(pairs) if item in ("-s", "--set") else None
+        if item == "-s" or (item == "--set" and str(value).startswith("guard_")):
+            continue
+        kept += [item] if value is None else [item, value]
+    return kept
+
+
+def start_gateway(pki: Any, folder: Path, *, explicit: bool, bare: bool = False) -> Gateway:
+    """Build a lab and start its internet (upstream), two instances (guards, or bare mitmdumps), and
+    HAProxy with the shipped config (explicit) or the shipped nftables rules (transparent).
+    `pki` is a `tests.e2e.support.pki.TestPKI`."""
+    lab = Lab()
+    try:
+        lab.build([*ANSWERS, PASS_THROUGH])
+        pki.install_proxy_ca(folder / "confdir")
+        bundle = folder / "trust.pem"
+        bundle.write_bytes(pki.proxy_ca_bundle.read_bytes() + pki.origin_ca_bundle.read_bytes())
+        spec = folder / "upstream.json"
+        spec.write_text(json.dumps({
+            "leaves": {host: [str(p) for p in pki.leaf(host)] for host in [*ANSWERS, PASS_THROUGH]},
+            "routes": {host: {POX: str(FIXTURES / answer)} for host, answer in ANSWERS.items()},
+        }))
+        upstream = lab.spawn(lab.internet, upstream_argv(spec), folder / "upstream.out")
+        lab.wait_listening(lab.internet, 443, upstream, folder / "upstream.out", address=INTERNET)
+        instances = []
+        for index, port in enumerate(GUARD_PORTS, 1):
+            name = f"g{index}"
+            listen, extra = (f"127.0.0.1:{port}", []) if explicit else (f"0.0.0.0:{port}", ["--mode", "transparent"])
+            argv = instance_argv(folder, name, listen, extra, pki.origin_ca_bundle, bare=bare)
+            output = folder / f"{name}.out"
+            process = lab.spawn(lab.gateway, argv, output)
+            instances.append(Instance(name, port, process, folder / f"{name}.jsonl", folder / f"{name}.prom", output))
+        for instance in instances:
+            lab.wait_listening(lab.gateway, instance.port, instance.process, instance.output)
+        gateway = Gateway(lab, folder, bundle, explicit, instances, upstream=upstream)
+        if explicit:
+            gateway.haproxy_log = folder / "haproxy.log"
+            gateway.haproxy = lab.spawn(lab.gateway, ["haproxy", "-db", "-f", str(HAPROXY_CFG)], gateway.haproxy_log)
+            lab.wait_listening(lab.gateway, PROXY_PORT, gateway.haproxy, gateway.haproxy_log)
+        else:
+            lab.run(lab.gateway, ["nft", "-D", "clients_if=cl0", "-f", str(NFT_RULES)])
+        return gateway
+    except BaseException:
+        lab.close()
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.support.lab")
     parser.add_argument("role", choices=("upstream", "load"))
