@@ -9,7 +9,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import growth, hooks, judgement, proxy
+from bench import gateway, growth, hooks, judgement, proxy
 from guard.policy import default_policy_path, load_policy
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -115,6 +115,7 @@ def main() -> None:
         summary.append(f"RSS growth over {flows:,} flows after warm-up ≤ 5 MB: "
                        f"{_verdict(growth_mib[True] * 1.048576 <= 5)} — {growth_mib[True]:.2f} MiB "
                        f"(bare mitmdump in the same run: {growth_mib[False]:.2f} MiB)")
+        summary += gateway.report(args.quick)
 
     print("\n## Summary (targets from issue 5)\n")
     for line in summary:
