@@ -18,6 +18,7 @@ pass-through traffic, with certificates from the tests' own origin CA.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import FIXTURES, pox_request
 from tests.e2e.support import lab as lab_support
@@ -53,7 +55,7 @@ pytestmark = pytest.mark.e2e
 
 EXPECTED_ACTION = {SEED: "block", HONEST: "allow", FOREIGN: "block"}  # foreign-host: rewrite, no safe remainder
 # `option httplog`: "ip:port [date] frontend backend/server ..."
-HTTPLOG = re.compile(r"^(?P<ip>[\d.]+):(?P<port>\d+) \[[^\]]+\] \S+ \S+/(?P<server>\S+) ")
+HTTPLOG = re.compile(r"^(?P<ip>[\d.]+):(?P<port>\d+) \[(?P<accepted>[^\]]+)\] \S+ \S+/(?P<server>\S+) ")
 REDISPATCHED = re.compile(r" \d+/\d+/\d+/\d+/\+\d+ ")  # httplog's retries field, "+" when redispatched
 
 
@@ -122,6 +124,18 @@ def test_curl_through_haproxy_gets_each_answer_judged(explicit: Gateway, host: s
         assert "<ErrorCode>" in done.stdout or "<Redirect" not in done.stdout
 
 
+def test_requests_session_in_the_clients_namespace_gets_the_seed_answer_blocked(explicit: Gateway) -> None:
+    def ask() -> requests.Response:
+        with requests.Session() as session:
+            session.trust_env = False
+            session.proxies = {"https": f"http://{GATEWAY_CLIENT_SIDE}:8080"}
+            return session.post(f"https://{SEED}{POX}?n=requests", data=pox_request(USERS[SEED]),
+                                headers={"content-type": "text/xml"}, verify=str(explicit.bundle), timeout=20)
+
+    response = explicit.lab.inside(explicit.lab.clients, ask)
+    assert b"jnet.sei.co.jp" not in response.content and b"<ErrorCode>500</ErrorCode>" in response.content
+
+
 def test_explicit_gateway_judges_every_request_once_across_both_instances(
         explicit_run: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]) -> None:
     records, logs = explicit_run
@@ -136,8 +150,7 @@ def test_haproxy_source_balancing_spreads_client_addresses_over_both_instances(
     assert explicit.haproxy_log is not None
     servers: dict[str, set[str]] = {}
     for match in filter(None, map(HTTPLOG.match, explicit.wait_for_haproxy_lines(len(records)))):
-        if match["ip"] in CLIENT_ADDRESSES:  # not the fixture's own "is it listening" probe
-            servers.setdefault(match["ip"], set()).add(match["server"])
+        servers.setdefault(match["ip"], set()).add(match["server"])
     assert {ip: len(names) for ip, names in servers.items()} == dict.fromkeys(CLIENT_ADDRESSES, 1)  # sticky
 
 
@@ -176,27 +189,41 @@ def test_killing_one_instance_under_load_fails_only_requests_in_flight_on_it(
         while len(lab_support.read_records(records_path)) < 150 and load.poll() is None:
             time.sleep(0.02)
         victim = gateway.instances[0]
-        victim.process.send_signal(signal.SIGKILL)  # the `ip netns exec` parent is replaced by mitmdump (exec)
         killed_at = time.time()
+        victim.process.send_signal(signal.SIGKILL)  # the `ip netns exec` parent is replaced by mitmdump (exec)
+        victim.process.wait(10)
+        dead_at = time.time()  # until the process is gone, its listening socket still accepts connections
         load.wait(120)
         records = lab_support.read_records(records_path)
         assert gateway.haproxy_log is not None
         logged = gateway.wait_for_haproxy_lines(len(records))
     finally:
         gateway.lab.close()
-    served_by: dict[tuple[str, Any], str] = {(m["ip"], int(m["port"])): m["server"]
-                                             for m in filter(None, map(HTTPLOG.match, logged))}
+    connections: dict[tuple[str, int], list[tuple[float, str]]] = {}
+    for m in filter(None, map(HTTPLOG.match, logged)):
+        accepted = datetime.datetime.strptime(m["accepted"], "%d/%b/%Y:%H:%M:%S.%f").timestamp()  # local time
+        connections.setdefault((m["ip"], int(m["port"])), []).append((accepted, m["server"]))
+
+    def served_by(record: dict[str, Any]) -> str | None:
+        """The instance HAProxy gave this request's connection: a source port recurs over a run (seconds
+        apart), so the one accepted while the request was under way, give or take HAProxy's clock, which
+        it updates once per event-loop pass (a few ms behind the kernel's under load)."""
+        found = [server for accepted, server in connections.get((record["source"], record.get("sport", 0)), [])
+                 if record["start"] - 0.05 <= accepted <= record["end"] + 0.05]
+        return found[0] if len(found) == 1 else None
+
     assert len(records) == 600
-    in_flight = [r for r in records if served_by.get((r["source"], r.get("sport"))) == victim.name
-                 and r["start"] < killed_at < r["end"]]
+    assert [r for r in records if served_by(r) not in ("g1", "g2")] == []  # each request found in HAProxy's log
+    in_flight = [r for r in records if served_by(r) == victim.name  # sent to it before it was gone, not done
+                 and r["start"] < dead_at and r["end"] > killed_at]
     failed = [r for r in records if "error" in r or r.get("status") != 200]
     assert {r["n"] for r in failed} <= {r["n"] for r in in_flight}, [
         (r, killed_at, [line for line in logged if line.startswith(f"{r['source']}:{r.get('sport')} ")])
         for r in failed]
     assert any(REDISPATCHED.search(line) for line in logged)  # connects refused by the dead instance went elsewhere
-    after = [r for r in records if r["start"] > killed_at]
+    after = [r for r in records if r["start"] > dead_at]
     assert after and all("error" not in r and r["status"] == 200 for r in after)
-    assert {served_by.get((r["source"], r.get("sport"))) for r in records if r["end"] < killed_at} == {"g1", "g2"}
+    assert {served_by(r) for r in records if r["end"] < killed_at} == {"g1", "g2"}
 
 
 # -- transparent: nftables spreads redirected connections over two guards ------------------------

@@ -25,7 +25,6 @@ off-the-shelf program run from this module:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import http.client
 import json
@@ -38,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,22 +153,16 @@ class Lab:
         return result[0]
 
     def wait_listening(self, ns: str, port: int, process: subprocess.Popen[bytes], output: Path,
-                       address: str = "127.0.0.1", timeout: float = 30.0) -> None:
-        """Wait until `address:port` in `ns` accepts connections; fail with the process's output if it exits."""
-
-        def connects() -> bool:
-            with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
-                return True
-            return False
-
+                       timeout: float = 30.0) -> None:
+        """Wait until a TCP socket listens on `port` in `ns` (asked with `ss`, not by connecting: a
+        transparent instance treats a connection that was not redirected as an error, and
+        mitmproxy 12 exits on an error logged at start-up); fail with the output if it exits."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
-            if self.inside(ns, connects):
+        while time.monotonic() < deadline and process.poll() is None:
+            if self.run(ns, ["ss", "-Hltn", f"sport = :{port}"]).stdout.strip():
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"{process.args!r} did not listen on {address}:{port}:\n"
+        raise RuntimeError(f"{process.args!r} did not listen on port {port}:\n"
                            + output.read_text(errors="replace")[-4000:])
 
 
@@ -321,17 +314,6 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
-@contextlib.contextmanager
-def lab_namespaces(hosts: Sequence[str]) -> Iterator[Lab]:
-    """A built lab for the duration of the block, removed afterwards whatever happened."""
-    lab = Lab()
-    try:
-        lab.build(hosts)
-        yield lab
-    finally:
-        lab.close()
-
-
 # -- the lab's gateways --------------------------------------------------------------------------
 
 POX = "/autodiscover/autodiscover.xml"
@@ -480,7 +462,7 @@ def start_gateway(pki: Any, folder: Path, *, explicit: bool, bare: bool = False)
             "routes": {host: {POX: str(FIXTURES / answer)} for host, answer in ANSWERS.items()},
         }))
         upstream = lab.spawn(lab.internet, upstream_argv(spec), folder / "upstream.out")
-        lab.wait_listening(lab.internet, 443, upstream, folder / "upstream.out", address=INTERNET)
+        lab.wait_listening(lab.internet, 443, upstream, folder / "upstream.out")
         instances = []
         for index, port in enumerate(GUARD_PORTS, 1):
             name = f"g{index}"
