@@ -265,6 +265,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 EXIT_CODES = {
     "check": "0 every answer allowed, 1 a violation (malformed counts), 2 usage/I/O/policy error or an input "
              "that is not a discovery answer",
+    "policy": "0 valid / every case passed, 1 a case failed, 2 an invalid policy",
     "policy validate": "0 every policy valid, 2 an invalid policy (file:line:column on stderr)",
     "policy test": "0 every case passed, 1 a case failed, 2 policy error or no cases",
     "corpus": "0 nothing flagged, 1 a flagged (domain, host) pair, 2 usage/I/O/policy error",
@@ -280,7 +281,8 @@ EXIT_CODES = {
 EXAMPLES = {
     "check": ["autodiscover-guard check --email email@example.com answer.json",
               "curl -s URL | autodiscover-guard check --email you@yourdomain.example --json -"],
-    "policy validate": ["autodiscover-guard policy validate my-policy.yaml"],
+    "policy": ["autodiscover-guard policy validate my-policy.yaml",
+               "autodiscover-guard policy test my-policy.yaml cases/"],
     "policy test": ["autodiscover-guard policy test my-policy.yaml cases/"],
     "corpus": ["autodiscover-guard corpus --json path/to/ispdb > flagged.jsonl"],
     "report": ["autodiscover-guard report ~/.autodiscover-guard/decisions.jsonl",
@@ -306,6 +308,7 @@ OPTION_HELP = {
     ("run", "--mode"): "workstation: 127.0.0.1:8080, console lines, log in the confdir; gateway: 0.0.0.0:8080, "
                        "log to stderr; audit: like workstation but never changes an answer "
                        "(default: workstation)",
+    ("run", "--listen"): "HOST:PORT to listen on (default: 127.0.0.1:8080; gateway mode: 0.0.0.0:8080)",
     ("run", "--log"): "decision log file, JSON lines (default: CONFDIR/decisions.jsonl; gateway mode: stderr)",
     ("pac", "--policy"): "policy whose discovery_hosts are added (default: the shipped default policy)",
     ("pac", "-o"): "file to write (default: standard output)",

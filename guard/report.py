@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 FLAGGED = ("block", "rewrite")
+_NOT_SUGGESTED = frozenset({"reserved-user-domain"})  # its finding's host is the user's own domain
 _GZIP_MAGIC = b"\x1f\x8b"
 _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -124,7 +125,7 @@ def entry_of(record: Mapping[str, Any]) -> Entry:
         format=str(record.get("format") or "?"),
         user_domain=str(record.get("user_domain") or "?"),
         rules=tuple(str(r) for r in record.get("rules") or []),
-        hosts=tuple(dict.fromkeys(str(f["host"]) for f in findings if f.get("host"))),
+        hosts=tuple(dict.fromkeys(str(f["host"]) for f in findings if f.get("host") and f.get("rule") not in _NOT_SUGGESTED)),
         url=str(record.get("url") or ""),
     )
 

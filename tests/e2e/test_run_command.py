@@ -71,10 +71,11 @@ def start_run(pki: TestPKI, upstream: Upstream, workdir: Path, *options: str) ->
     ]
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                bufsize=1)
-    ca = Path(subprocess.run([str(CLI), "ca", "--confdir", str(confdir), "--path"], capture_output=True, text=True,
-                             check=True, timeout=30).stdout.strip())
-    proxy = GuardProxy(process, 0, confdir, Path(), log, workdir / "unused.prom", ca)
+    proxy = GuardProxy(process, 0, confdir, Path(), log, workdir / "unused.prom", Path())
     proxy.port = wait_until_running(proxy)
+    # once running, mitmproxy has made its CA: `ca --path` names it (before that it exits 2, issue 15)
+    proxy.ca_bundle = Path(subprocess.run([str(CLI), "ca", "--confdir", str(confdir), "--path"], capture_output=True,
+                                          text=True, check=True, timeout=30).stdout.strip())
     return proxy
 
 
