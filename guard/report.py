@@ -116,7 +116,7 @@ class Entry:
 
 def entry_of(record: Mapping[str, Any]) -> Entry:
     """The listed fields of a decision record, tolerant of missing ones (older or partial lines)."""
-    findings = [f for f in record.get("findings") or [] if isinstance(f, dict)]
+    findings = [f for f in record.get("findings") or [] if isinstance(f, dict) and f.get("rule") not in _NOT_SUGGESTED]
     return Entry(
         ts=str(record.get("ts") or ""),
         would_action=str(record.get("would_action") or record.get("action") or "?"),
@@ -125,7 +125,7 @@ def entry_of(record: Mapping[str, Any]) -> Entry:
         format=str(record.get("format") or "?"),
         user_domain=str(record.get("user_domain") or "?"),
         rules=tuple(str(r) for r in record.get("rules") or []),
-        hosts=tuple(dict.fromkeys(str(f["host"]) for f in findings if f.get("host") and f.get("rule") not in _NOT_SUGGESTED)),
+        hosts=tuple(dict.fromkeys(str(f["host"]) for f in findings if f.get("host"))),
         url=str(record.get("url") or ""),
     )
 
