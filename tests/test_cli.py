@@ -247,3 +247,13 @@ def test_corpus_is_quiet_on_stderr_when_not_on_a_terminal(tmp_path: Path,
     shutil.copy(FIXTURES / "autoconfig__seed_example_com.xml", tmp_path / "example.com.xml")
     assert main(["corpus", str(tmp_path)]) == 1
     assert capsys.readouterr().err == ""
+
+
+def test_make_run_installs_only_runtime_dependencies_and_says_the_first_setup_takes_minutes(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    plan = subprocess.run([make, "-n", "run", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    assert "pip install -q -e .\n" in plan and "[test]" not in plan
+    assert "a few minutes the first time" in plan
