@@ -310,8 +310,10 @@ OPTION_HELP = {
                        "(default: workstation)",
     ("run", "--listen"): "HOST:PORT to listen on (default: 127.0.0.1:8080; gateway mode: 0.0.0.0:8080)",
     ("run", "--log"): "decision log file, JSON lines (default: CONFDIR/decisions.jsonl; gateway mode: stderr)",
+    ("run", "mitmdump_args"): "after --, arguments passed to mitmdump unchanged, e.g. -- --set termlog_verbosity=warn",
     ("pac", "--policy"): "policy whose discovery_hosts are added (default: the shipped default policy)",
     ("pac", "-o"): "file to write (default: standard output)",
+    ("replay", "flows"): "a flow file saved by mitmdump -w or mitmweb",
     ("replay", "--json"): "print the decision records as JSON lines instead of a table",
 }
 
@@ -336,7 +338,10 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[t
 
 
 def _option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
-    return parser._option_string_actions[flag]
+    """The action of `--flag`, or of the positional argument whose dest is `flag`."""
+    if flag in parser._option_string_actions:
+        return parser._option_string_actions[flag]
+    return next(a for a in parser._actions if a.dest == flag and not a.option_strings)
 
 
 def _polish(parser: argparse.ArgumentParser) -> None:

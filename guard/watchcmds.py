@@ -139,9 +139,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pins = sub.add_parser("pins", help="list, show, forget or export configuration pins")
     pins_sub = pins.add_subparsers(dest="pins_command", required=True, metavar="ACTION")
     pins_sub.add_parser("list", parents=[store], help="one line per pinned (domain, format)")
-    pins_sub.add_parser("show", parents=[store], help="the pinned entries of one domain").add_argument("domain")
+    pins_sub.add_parser("show", parents=[store], help="the pinned entries of one domain").add_argument(
+        "domain", help="the mail domain")
     pins_sub.add_parser("forget", parents=[store], help="drop a domain's pins (next answer is trusted again)"
-                        ).add_argument("domain")
+                        ).add_argument("domain", help="the mail domain")
     pins_sub.add_parser("export", parents=[store], help="every pin as JSON")
     pins.set_defaults(func=cmd_pins)
 

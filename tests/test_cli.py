@@ -153,6 +153,8 @@ def test_every_command_help_has_examples_exit_codes_and_a_docs_page(command: str
     page = re.search(r"docs: (docs/\w+\.md|README\.md)", text)
     assert page is not None and (ROOT / page[1]).is_file(), text
     for action in parser._actions:
+        if not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+            assert action.help, f"{command} {action.dest} has no help"
         if action.option_strings and action.help != argparse.SUPPRESS and "--help" not in action.option_strings:
             assert action.help, f"{command} {action.option_strings} has no help"
             takes_value = action.nargs != 0
