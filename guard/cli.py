@@ -13,7 +13,6 @@ import datetime
 import json
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -192,34 +191,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         report.render(summary, console, args.top)
     if not args.follow:
         return Exit.OK
-    for record, entry in _follow(paths, summary):
-        if args.json:
-            print(json.dumps(record), flush=True)
-        else:
-            console.print(report.entry_line(entry))
-            console.file.flush()
-    return Exit.OK  # pragma: no cover - _follow ends only on Ctrl-C
-
-
-def _follow(paths: list[Path], summary: report.Report) -> Iterator[tuple[dict[str, object], report.Entry]]:
-    """New flagged decisions appended to any of the logs, across rotation, until interrupted."""
-    tails = [report.Tail(p) for p in paths if not p.name.endswith(".gz")]
-    if not tails:
+    plain = [p for p in paths if not p.name.endswith(".gz")]
+    if not plain:
         raise CommandError("--follow needs a plain log file (the live one, not a rotated .gz)")
     try:
-        while True:
-            for tail in tails:
-                for line in tail.poll():
-                    record = report.parse_line(line)
-                    entry = summary.add(record)
-                    if record is not None and entry is not None:
-                        yield record, entry
-            time.sleep(FOLLOW_POLL_SECONDS)
-    except KeyboardInterrupt:
-        return
-    finally:
-        for tail in tails:
-            tail.close()
+        for record, entry in report.follow(plain, summary, FOLLOW_POLL_SECONDS):
+            if args.json:
+                print(json.dumps(record), flush=True)
+            else:
+                console.print(report.entry_line(entry))
+                console.file.flush()
+    except KeyboardInterrupt:  # Ctrl-C is how a live view ends
+        pass
+    return Exit.OK
 
 
 def _ca(args: argparse.Namespace) -> int:

@@ -15,8 +15,9 @@ import gzip
 import json
 import os
 import re
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -270,6 +271,24 @@ class Tail:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+
+def follow(paths: Iterable[Path], summary: Report, poll_seconds: float,
+           sleep: Callable[[float], None] = time.sleep) -> Iterator[tuple[dict[str, Any], Entry]]:
+    """New flagged decisions appended to any of the logs (counted into `summary`); endless."""
+    tails = [Tail(path) for path in paths]
+    try:
+        while True:
+            for tail in tails:
+                for line in tail.poll():
+                    record = parse_line(line)
+                    entry = summary.add(record)
+                    if record is not None and entry is not None:
+                        yield record, entry
+            sleep(poll_seconds)
+    finally:
+        for tail in tails:
+            tail.close()
 
 
 # --- rendering -------------------------------------------------------------------------------------

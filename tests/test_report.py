@@ -193,3 +193,29 @@ def test_tail_waits_for_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
     log.write_text("first\n")
     assert tail.poll() == ["first"]
     tail.close()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_follow_yields_only_new_flagged_decisions_and_counts_them(tmp_path: Path, default_policy: Policy) -> None:
+    log = tmp_path / "decisions.jsonl"
+    log.write_text(decision_line(default_policy, SEED, "email@example.com", "2026-01-15T08:00:00Z") + "\n")
+    summary = report.build(report.read_logs([log]))
+    appended = [decision_line(default_policy, BENIGN, "bob@northwind-traders.co.uk", "2026-01-15T08:01:00Z"),
+                decision_line(default_policy, SEED, "email@example.com", "2026-01-15T08:02:00Z")]
+
+    def sleep(_seconds: float) -> None:  # the log grows between polls; the second pause ends the test
+        if not appended:
+            raise _Stop
+        with log.open("a") as f:
+            f.write("\n".join(appended) + "\n")
+        appended.clear()
+
+    seen = []
+    with pytest.raises(_Stop):
+        for record, entry in report.follow([log], summary, 0.0, sleep):
+            seen.append((record["ts"], entry.would_action))
+    assert seen == [("2026-01-15T08:02:00Z", "block")]
+    assert (summary.decisions, summary.actions["block"], summary.actions["allow"]) == (3, 2, 1)
