@@ -27,7 +27,6 @@ from guard.engine import judge
 from guard.errors import PolicyError
 from guard.exits import CommandError, Exit
 from guard.formats import by_name, formats, sniff_body
-from guard.formats import detect as detect_format
 from guard.model import Decision
 from guard.names import InvalidHost, User
 from guard.policy import Policy, default_policy_path, load_policy
@@ -35,6 +34,8 @@ from guard.terminal import progress, wants_progress
 
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})")
 FOLLOW_POLL_SECONDS = 0.5
+_HEAD_BYTES = 1024
+_HTML = re.compile(rb"(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.IGNORECASE | re.DOTALL)
 
 
 def _policy(path: str | None) -> Policy:
@@ -73,20 +74,33 @@ def _print_human(name: str, decision: Decision, out: TextIO) -> None:
         out.write(f"  note: {note}\n")
 
 
-def _answer_format(name: str, body: bytes, forced: str | None, url: str) -> None:
+def not_an_answer(body: bytes) -> str | None:
+    """Why a body cannot be a discovery answer at all (empty, an HTML page, plain text), or None.
+
+    Anything else that no format claims (XML or JSON of an unknown shape, another encoding) is a
+    document the proxy would block as `malformed`, and `check` judges it the same way.
+    """
+    head = body[:_HEAD_BYTES].lstrip()
+    if not head:
+        return "an empty body"
+    if _HTML.match(head):
+        return "an HTML page (an error page from a server or proxy?)"
+    try:
+        first = head.decode("utf-8")[:1]
+    except UnicodeDecodeError:  # possibly cut mid-character, or not UTF-8: judge it
+        return None
+    return None if first in "<{[" else "plain text"
+
+
+def _answer_format(name: str, body: bytes, forced: str | None) -> None:
     """Refuse (exit 2) what is not a discovery answer, or is one of another format than `--format` says."""
     claimed = sniff_body(body)
-    if forced is not None:
-        if claimed is not None and claimed != forced and claimed in formats():
-            raise CommandError(f"{name}: --format {forced}, but the document is a {claimed} answer "
-                               f"(drop --format to detect it, or pass --format {claimed})")
-        if claimed is None and detect_format(body, url) is None:
-            raise CommandError(f"{name}: not a discovery answer (no {forced} document in it; "
-                               "an HTML error page or an empty body?)")
-        return
-    if detect_format(body, url) is None:
-        raise CommandError(f"{name}: not a discovery answer (neither the body nor --url names a known format; "
-                           f"an HTML error page or an empty body?); pass --format NAME if it is one")
+    why = None if claimed else not_an_answer(body)
+    if why is not None:
+        raise CommandError(f"{name}: not a discovery answer ({why})")
+    if forced is not None and claimed in formats() and claimed != forced:
+        raise CommandError(f"{name}: --format {forced}, but the document is a {claimed} answer "
+                           f"(drop --format to detect it, or pass --format {claimed})")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -101,7 +115,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name in args.files:
         body = _read_input(name)
         try:
-            _answer_format(name, body, args.format, args.url or "")
+            _answer_format(name, body, args.format)
         except CommandError as exc:  # judge the other inputs, then exit 2
             _error(str(exc))
             worst = Exit.ERROR
@@ -247,8 +261,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 EXIT_CODES = {
-    "check": "0 every answer allowed, 1 a violation (malformed counts), 2 usage/I/O/policy error or an input "
-             "that is not a discovery answer",
+    "check": "0 every answer allowed, 1 a violation (malformed counts), 2 usage/I/O/policy error, an input "
+             "that is not a discovery answer (empty, an HTML page, plain text) or one of another format than --format",
     "policy": "0 valid / every case passed, 1 a case failed, 2 an invalid policy",
     "policy validate": "0 every policy valid, 2 an invalid policy (file:line:column on stderr)",
     "policy test": "0 every case passed, 1 a case failed, 2 policy error or no cases",

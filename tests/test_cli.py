@@ -259,3 +259,28 @@ def test_make_run_installs_only_runtime_dependencies_and_says_the_first_setup_ta
                           timeout=60, check=True).stdout
     assert "pip install -q -e .\n" in plan and "[test]" not in plan
     assert "a few minutes the first time" in plan
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"", "an empty body"),
+    (b" \n\t", "an empty body"),
+    (b"<!-- x -->\n<HTML><head><title>Bad Gateway</title></head></HTML>", "an HTML page"),
+    (b"Service Unavailable\n", "plain text"),
+])
+def test_bodies_that_cannot_be_any_discovery_answer_are_named(body: bytes, why: str) -> None:
+    from guard.cli import not_an_answer
+
+    assert (not_an_answer(body) or "").startswith(why)
+
+
+@pytest.mark.parametrize("body", [
+    b"<?xml version='1.0'?><unknownRoot/>",  # XML of an unknown shape: malformed, as the proxy judges it
+    b'{"unexpected": 1}',
+    "<Autodiscover/>".encode("utf-16"),  # another encoding: the parser decides
+])
+def test_unknown_documents_are_judged_malformed_not_refused(body: bytes, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    answer = tmp_path / "answer"
+    answer.write_bytes(body)
+    assert main(["check", "--email", "alice@contoso.com", "--json", str(answer)]) == 1
+    assert [f["rule"] for f in json.loads(capsys.readouterr().out)["findings"]] == ["malformed"]
