@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 FLAGGED = ("block", "rewrite")
 _NOT_SUGGESTED = frozenset({"reserved-user-domain"})  # its finding's host is the user's own domain
@@ -299,23 +301,32 @@ def _counts_table(title: str, counter: Counter[str], top: int) -> Table:
     table.add_column("name")
     table.add_column("count", justify="right")
     for name, count in counter.most_common(top):
-        table.add_row(name, str(count))
+        table.add_row(Text(name), str(count))
     return table
 
 
+def _action(entry: Entry, text: str) -> str:
+    style = _ACTION_STYLE.get(entry.would_action)
+    return f"[{style}]{escape(text)}[/]" if style else escape(text)
+
+
 def entry_line(entry: Entry) -> str:
-    """One rich-markup line for a flagged decision (used by the table and by `--follow`)."""
-    style = _ACTION_STYLE.get(entry.would_action, "")
-    applied = "" if entry.action == entry.would_action else f" (audit: {entry.action})"
-    return (f"{entry.ts} [{style}]{entry.would_action.upper()}[/]{applied} {entry.format} for "
-            f"{entry.user_domain} [{', '.join(entry.rules) or 'no findings'}] {', '.join(entry.hosts) or '-'}")
+    """One rich-markup line for a flagged decision, for `--follow`.
+
+    Every value from the log is escaped: a malformed finding's host is the answer's raw text, and
+    would otherwise be read as markup (or break it).
+    """
+    applied = "" if entry.action == entry.would_action else f" (audit: {escape(entry.action)})"
+    rules = escape(", ".join(entry.rules) or "no findings")
+    return (f"{escape(entry.ts)} {_action(entry, entry.would_action.upper())}{applied} {escape(entry.format)} for "
+            f"{escape(entry.user_domain)} \\[{rules}] {escape(', '.join(entry.hosts) or '-')}")
 
 
 def render(report: Report, console: Console, top: int = 10) -> None:
     """The human report: summary, recent blocks and rewrites, top lists, per-hour counts."""
     span = f"{report.first} … {report.last}" if report.first else "no decisions"
     actions = ", ".join(f"{n} {a}" for a, n in sorted(report.actions.items())) or "none"
-    console.print(f"[bold]{report.decisions} decisions[/] ({actions}); {span}")
+    console.print(f"[bold]{report.decisions} decisions[/] ({escape(actions)}); {escape(span)}")
     if report.since is not None:
         console.print(f"since {report.since.isoformat()}")
     if report.unreadable_lines:
@@ -323,10 +334,10 @@ def render(report: Report, console: Console, top: int = 10) -> None:
     recent = Table(title="Recent blocks and rewrites (newest first)", title_justify="left")
     for column in ("time", "action", "format", "user domain", "rules", "suggested hosts"):
         recent.add_column(column, overflow="fold")
-    for e in report.recent:
-        applied = "" if e.action == e.would_action else f"\n(audit: {e.action})"
-        recent.add_row(e.ts, f"[{_ACTION_STYLE.get(e.would_action, '')}]{e.would_action}[/]{applied}", e.format,
-                       e.user_domain, "\n".join(e.rules), "\n".join(e.hosts) or "-")
+    for e in report.recent:  # values from the log are plain Text, never markup (see entry_line)
+        applied = "" if e.action == e.would_action else f"\n(audit: {escape(e.action)})"
+        recent.add_row(Text(e.ts), _action(e, e.would_action) + applied, Text(e.format), Text(e.user_domain),
+                       Text("\n".join(e.rules)), Text("\n".join(e.hosts) or "-"))
     console.print(recent)
     console.print(_counts_table("Top rules", report.rules, top))
     console.print(_counts_table("Top user domains (blocked or rewritten)", report.user_domains, top))
@@ -335,7 +346,7 @@ def render(report: Report, console: Console, top: int = 10) -> None:
     hours.add_column("hour")
     names = sorted({a for counts in report.hours.values() for a in counts})
     for name in names:
-        hours.add_column(name, justify="right")
+        hours.add_column(Text(name), justify="right")
     for hour, counts in sorted(report.hours.items()):
         hours.add_row(hour, *(str(counts.get(n, 0)) for n in names))
     console.print(hours)

@@ -219,3 +219,20 @@ def test_follow_yields_only_new_flagged_decisions_and_counts_them(tmp_path: Path
             seen.append((record["ts"], entry.would_action))
     assert seen == [("2026-01-15T08:02:00Z", "block")]
     assert (summary.decisions, summary.actions["block"], summary.actions["allow"]) == (3, 2, 1)
+
+
+def test_hostile_text_from_a_log_is_shown_literally_not_as_markup(capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    record = {"ts": "2026-01-15T08:00:00Z", "event": "decision", "mode": "enforce", "format": "pox",
+              "user_domain": "contoso.com", "rules": ["malformed"], "action": "block", "would_action": "block",
+              "findings": [{"rule": "malformed", "host": "[link=https://evil.example]x[/link] [/]", "field": "f"}]}
+    summary = report.build([record])
+    monkeypatch.setenv("COLUMNS", "200")
+    console = Console(force_terminal=False, width=200)
+    report.render(summary, console)
+    console.print(report.entry_line(summary.recent[0]))
+    out = capsys.readouterr().out
+    assert out.count("[link=https://evil.example]x[/link] [/]") == 3  # recent table, top hosts, the follow line
+    assert "[malformed]" in out
