@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 Advance = Callable[[str], None]
@@ -30,4 +31,5 @@ def progress(total: int, *, enabled: bool) -> Iterator[Advance]:
     columns = (TextColumn("{task.description:<40.40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("", total=total)
-        yield lambda description: bar.update(task, advance=1, description=description)
+        # file and service names are shown as they are, never read as rich markup
+        yield lambda description: bar.update(task, advance=1, description=escape(description))
