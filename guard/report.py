@@ -184,7 +184,7 @@ class Report:
         """The newest flagged decisions, newest first."""
         return sorted(self.flagged, key=lambda e: e.ts, reverse=True)[: self.recent_limit]
 
-    def as_dict(self, top: int = 10) -> dict[str, object]:
+    def as_dict(self, top: int = 10) -> dict[str, Any]:
         """The `report --json` object."""
         return {
             "since": self.since.isoformat().replace("+00:00", "Z") if self.since else None,
