@@ -44,7 +44,7 @@ def test_a_services_file_lists_services_and_defaults_to_every_reserved_kind_of_d
     ("version: 1\nservices: []\n", ":2:11", "at least one service"),
     ("version: 1\nservices:\n  - {name: a, kind: pox, url: 'https://x.contoso.com/', headers: [x]}\n", ":3:66",
      "expected a mapping"),
-    ("version: 1\nservice: []\n", ":2:10", "unknown key 'service'"),
+    ("version: 1\nservice: []\n", ":2:1", "unknown key 'service'; did you mean 'services'?"),  # at the key
 ])
 def test_services_file_errors_name_file_line_and_column(tmp_path: Path, text: str, where: str, reason: str) -> None:
     path = write(tmp_path, text)
