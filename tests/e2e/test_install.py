@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,13 +35,19 @@ def clean_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+                   check=True, timeout=600, cwd=wheels, env=clean_env(), capture_output=True)
+    (built,) = wheels.glob("autodiscover_guard-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin folder of a fresh venv with the wheel of this checkout installed."""
     tmp = tmp_path_factory.mktemp("install")
-    wheels = tmp / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-                   check=True, timeout=600, cwd=tmp, env=clean_env(), capture_output=True)
-    (wheel,) = wheels.glob("autodiscover_guard-*.whl")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], check=True,
@@ -53,6 +60,15 @@ def routes(upstream: Upstream) -> None:
     upstream.add_route("prod.autodetect.outlook.cloud.microsoft", "/autodetect/detect",
                        body=(FIXTURES / "autodetect__seed_example_com.json").read_bytes(),
                        headers={"content-type": "application/json; charset=utf-8"})
+
+
+def test_the_wheel_ships_every_guard_package_the_policies_and_the_addon(wheel: Path) -> None:
+    """pyproject.toml lists packages by name (two are folders outside guard/): a new one must be added."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for init in (ROOT / "guard").rglob("__init__.py"):
+        assert init.relative_to(ROOT).as_posix() in names, f"{init.parent.name} is not in pyproject's packages"
+    assert {f"guard/_policies/{p.name}" for p in (ROOT / "policies").glob("*.yaml")} <= names
+    assert "guard/_addons/autodiscover_guard.py" in names
 
 
 def test_the_installed_package_is_not_the_source_tree(installed: Path, tmp_path: Path) -> None:
