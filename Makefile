@@ -13,16 +13,29 @@ VENV312 ?= .venv312
 
 .PHONY: venv run test test-fast test312 lint typecheck bench fuzz clean
 
+RUN_STAMP := $(VENV)/.installed-runtime
+
+# `make run` needs only the runtime dependencies; `make test` (and venv) adds the test extras.
+$(RUN_STAMP): pyproject.toml
+	@test -x $(BIN)/python || echo "First setup: creating $(VENV) and installing mitmproxy and the other" \
+	    "runtime dependencies (a few minutes the first time; later runs start at once)."
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || echo "First setup: creating $(VENV) with the runtime and test dependencies" \
+	    "(a few minutes the first time)."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 venv: $(STAMP)
 
 ## run: start the guarding proxy on 127.0.0.1:8080 with the shipped default policy
-run: venv
+run: $(RUN_STAMP)
 	$(BIN)/autodiscover-guard run --mode workstation
 
 ## test: the whole suite (unit, property, end-to-end, lint, types), then again on Python 3.12 if present

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from guard.errors import PolicyError
+from guard.suggest import Key, unknown_key
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
@@ -71,7 +72,7 @@ class _Walker:
                     raise key.error("mapping keys must be strings")
                 if key.value in out:
                     raise key.error(f"duplicate key {key.value!r}")
-                out[key.value] = self.walk(value_node)
+                out[Key(key.value, key.line, key.column)] = self.walk(value_node)
             return Located(out, self.path, line, col)
         if isinstance(node, yaml.SequenceNode):
             return Located([self.walk(item) for item in node.value], self.path, line, col)
@@ -105,7 +106,7 @@ def mapping(node: Located | None, allowed: Collection[str], required: Iterable[s
         raise node.error("expected a mapping")
     for key, value in node.value.items():
         if key not in allowed:
-            raise value.error(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
+            raise unknown_key(key, value.path, value.line, value.column, allowed)
     for key in required:
         if key not in node.value:
             raise node.error(f"missing key {key!r}")

@@ -41,8 +41,9 @@ def default_confdir() -> Path:
 
 
 def addon_path() -> Path:
-    """The shim `mitmdump -s` loads."""
-    return Path(__file__).resolve().parent.parent / "addons" / "autodiscover_guard.py"
+    """The shim `mitmdump -s` loads (in a wheel: the package's `_addons`)."""
+    here = Path(__file__).resolve().parent
+    return (here / "_addons" if (here / "_addons").is_dir() else here.parent / "addons") / "autodiscover_guard.py"
 
 
 def allow_host_patterns(policy: Policy) -> list[str]:

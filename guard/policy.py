@@ -80,8 +80,9 @@ class Policy:
 
 
 def shipped_policy_dir() -> Path:
-    """The `policies/` folder shipped with the project."""
-    return Path(__file__).resolve().parent.parent / "policies"
+    """The `policies/` folder shipped with the project (in a wheel: the package's `_policies`)."""
+    here = Path(__file__).resolve().parent
+    return here / "_policies" if (here / "_policies").is_dir() else here.parent / "policies"
 
 
 def default_policy_path() -> Path:

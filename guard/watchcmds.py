@@ -1,7 +1,8 @@
 """`pins` and `canary`: the commands that watch discovery over time, thin over guard.pins and guard.canary.
 
-Exit codes as the rest of the CLI: 0 nothing to report, 1 a finding (a canary service suggested
-a server; `pins show/forget` found no pin), 2 usage, I/O or policy errors.
+Exit codes as the rest of the CLI (`guard.exits.Exit`): 0 nothing to report, 1 a finding (a canary
+service suggested a server; `pins show/forget` found no pin), 2 usage, I/O or policy errors, raised
+as `CommandError` and printed by `guard.cli.main`.
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ import sys
 
 from guard import canary
 from guard.errors import PolicyError
+from guard.exits import CommandError, Exit
 from guard.log import DecisionLog, scrub_url
 from guard.names import InvalidHost, normalise_host
 from guard.pins import PinStore, PinStoreError, Record
 from guard.policy import Policy, default_policy_path, load_policy
-
-EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
+from guard.terminal import progress, wants_progress
 
 
 def _policy(path: str | None) -> Policy:
     return load_policy(path or default_policy_path())
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_ERROR
 
 
 # --- pins ----------------------------------------------------------------------------------------
@@ -50,7 +46,7 @@ def cmd_pins(args: argparse.Namespace) -> int:
     try:
         domain = normalise_host(args.domain) if getattr(args, "domain", None) else None
     except InvalidHost as exc:
-        return _error(f"DOMAIN: {exc}")
+        raise CommandError(f"DOMAIN: {exc}") from None
     store = _store(args)
     try:
         if args.pins_command == "list":
@@ -59,11 +55,11 @@ def cmd_pins(args: argparse.Namespace) -> int:
                 print(f"{record.domain:<40} {record.format:<12} {len(record.pins):>3} entries  updated "
                       f"{record.updated}  changes {record.changes}")
             print(f"{len(records)} pin(s) in {store.path}", file=sys.stderr)
-            return EXIT_OK
+            return Exit.OK
         if args.pins_command == "export":
             records = store.records()
             print(json.dumps({"store": str(store.path), "pins": [r.as_dict() for r in records]}, indent=2))
-            return EXIT_OK
+            return Exit.OK
         assert domain is not None
         if args.pins_command == "show":
             records = store.records(domain)
@@ -71,12 +67,12 @@ def cmd_pins(args: argparse.Namespace) -> int:
                 _print_record(record)
             if not records:
                 print(f"no pins for {domain}", file=sys.stderr)
-            return EXIT_OK if records else EXIT_FINDING
+            return Exit.OK if records else Exit.FINDING
         deleted = store.forget(domain)
         print(f"forgot {deleted} pin(s) for {domain}" if deleted else f"no pins for {domain}", file=sys.stderr)
-        return EXIT_OK if deleted else EXIT_FINDING
+        return Exit.OK if deleted else Exit.FINDING
     except PinStoreError as exc:
-        return _error(str(exc))
+        raise CommandError(str(exc)) from None
     finally:
         store.close()
 
@@ -87,28 +83,25 @@ def cmd_pins(args: argparse.Namespace) -> int:
 def cmd_canary(args: argparse.Namespace) -> int:
     """Ask every service about every canary address; exit 1 when any suggested a server."""
     policy = _policy(args.policy)
-    if not args.services:
-        return _error("--services FILE is required (see docs/canary.md)")
     try:
         services = canary.load_services(args.services)
     except PolicyError as exc:
-        return _error(f"services file: {exc}")
+        raise CommandError(f"services file: {exc}") from None
     if args.timeout <= 0:
-        return _error("--timeout must be positive")
+        raise CommandError("--timeout must be positive")
     try:
         fetch = canary.fetcher(policy, timeout=args.timeout, ca_bundle=args.ca_bundle)
     except OSError as exc:
-        return _error(f"--ca-bundle: {exc}")
+        raise CommandError(f"--ca-bundle: {exc}") from None
     log = DecisionLog(args.log) if args.log else None
     total = len(services.services) * len(services.addresses)
     probes: list[canary.Probe] = []
-    for done, probe in enumerate(canary.run(services, policy, fetch), start=1):
-        probes.append(probe)
-        print(f"[{done}/{total}] {probe.service.name} {probe.address}: {probe.outcome}"
-              + (f" {', '.join(probe.hosts)}" if probe.hosts else "") + (f" ({probe.detail})" if probe.detail else ""),
-              file=sys.stderr)
-        if log is not None:
-            log.write("canary", _log_fields(probe, policy))
+    with progress(total, enabled=wants_progress(args.json)) as advance:
+        for probe in canary.run(services, policy, fetch):
+            probes.append(probe)
+            advance(f"{probe.service.name} {probe.address}")
+            if log is not None:
+                log.write("canary", _log_fields(probe, policy))
     if log is not None:
         log.close()
     findings = [p for p in probes if p.is_finding]
@@ -120,11 +113,13 @@ def cmd_canary(args: argparse.Namespace) -> int:
     else:
         for p in findings:
             print(f"FINDING {p.service.name} ({p.service.kind}) answered for {p.address}: {', '.join(p.hosts)}")
+        for p in errors:
+            print(f"ERROR {p.service.name} ({p.service.kind}) for {p.address}: {p.detail}")
         print(f"{len(probes)} probes of {len(services.services)} services: {len(findings)} finding(s), "
               f"{len(errors)} error(s)")
     if findings:
-        return EXIT_FINDING
-    return EXIT_ERROR if errors else EXIT_OK
+        return Exit.FINDING
+    return Exit.ERROR if errors else Exit.OK
 
 
 def _log_fields(probe: canary.Probe, policy: Policy) -> dict[str, object]:
@@ -144,17 +139,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pins = sub.add_parser("pins", help="list, show, forget or export configuration pins")
     pins_sub = pins.add_subparsers(dest="pins_command", required=True, metavar="ACTION")
     pins_sub.add_parser("list", parents=[store], help="one line per pinned (domain, format)")
-    pins_sub.add_parser("show", parents=[store], help="the pinned entries of one domain").add_argument("domain")
+    pins_sub.add_parser("show", parents=[store], help="the pinned entries of one domain").add_argument(
+        "domain", help="the mail domain")
     pins_sub.add_parser("forget", parents=[store], help="drop a domain's pins (next answer is trusted again)"
-                        ).add_argument("domain")
+                        ).add_argument("domain", help="the mail domain")
     pins_sub.add_parser("export", parents=[store], help="every pin as JSON")
     pins.set_defaults(func=cmd_pins)
 
     probe = sub.add_parser("canary", help="ask discovery services about reserved-domain addresses")
     probe.add_argument("--policy", help="policy file: body caps and rules (default: the shipped default policy)")
-    probe.add_argument("--services", help="services file (YAML, see docs/canary.md)")
-    probe.add_argument("--ca-bundle", help="PEM file of CAs to trust instead of the system store")
+    probe.add_argument("--services", required=True, metavar="FILE", help="services file (YAML, see docs/canary.md)")
+    probe.add_argument("--ca-bundle", help="PEM file of CAs to trust (default: the system store)")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    probe.add_argument("--log", help="also append one JSON line per probe to this decision log file")
+    probe.add_argument("--log", help="also append one JSON line per probe to this decision log file (default: none)")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.set_defaults(func=cmd_canary)

@@ -44,7 +44,7 @@ def test_a_services_file_lists_services_and_defaults_to_every_reserved_kind_of_d
     ("version: 1\nservices: []\n", ":2:11", "at least one service"),
     ("version: 1\nservices:\n  - {name: a, kind: pox, url: 'https://x.contoso.com/', headers: [x]}\n", ":3:66",
      "expected a mapping"),
-    ("version: 1\nservice: []\n", ":2:10", "unknown key 'service'"),
+    ("version: 1\nservice: []\n", ":2:1", "unknown key 'service'; did you mean 'services'?"),  # at the key
 ])
 def test_services_file_errors_name_file_line_and_column(tmp_path: Path, text: str, where: str, reason: str) -> None:
     path = write(tmp_path, text)
@@ -72,7 +72,9 @@ def test_each_kind_asks_the_way_its_clients_do() -> None:
 
 
 def test_canary_usage_and_file_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["canary"]) == 2
+    with pytest.raises(SystemExit) as missing:  # --services is required: argparse's usage error
+        main(["canary"])
+    assert missing.value.code == 2
     assert main(["canary", "--services", str(tmp_path / "absent.yaml")]) == 2
     assert "services file: " in capsys.readouterr().err
     good = write(tmp_path, "version: 1\nservices:\n  - {name: a, kind: pox, url: 'https://x.contoso.com/'}\n")
