@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import ProxyFactory
-from tests.e2e.support.discovery_sites import SCENARIOS, Internet, Scenario
+from tests.e2e.support.discovery_sites import BARRIER, HONEST, SCENARIOS, Internet, Scenario
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import INTERCEPT_ALL, GuardProxy
 from tests.e2e.support.thunderbird import Discovered, Thunderbird, missing_programs, pac_prefs, proxy_prefs
@@ -57,7 +56,7 @@ class Setups:
 @pytest.fixture(scope="module")
 def setups(pki: TestPKI, upstream: Upstream, make_guard_proxy: ProxyFactory,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setups]:
-    for scenario in SCENARIOS:
+    for scenario in (*SCENARIOS, BARRIER):
         scenario.serve(upstream)
     workdir = tmp_path_factory.mktemp("tb-setups")
     (workdir / "run").mkdir()
@@ -114,10 +113,22 @@ def run_case(thunderbird: Thunderbird, setups: Setups, upstream: Upstream, setup
     hosts = {host for host, _ in scenario.urls()}
     fetched = [f"{s.scheme}://{s.host}{s.path.split('?', 1)[0]}" for s in upstream.requests[seen:]
                if s.host in hosts and (s.host != "live.thunderbird.net" or s.path.endswith(scenario.domain))]
-    judged = [line["url"].split("?", 1)[0] for line in guard.decisions()[decided:]]
+    judged = [line["url"].split("?", 1)[0] for line in logged_before_barrier(guard, decided)]
     print(f"\n[{setup} {scenario.name} sendEmailAddress={send_address}] {found}\n  fetched: {sorted(set(fetched))}"
           f"\n  judged: {sorted(judged)}")
     return Outcome(found, fetched, judged)
+
+
+def logged_before_barrier(guard: GuardProxy, decided: int) -> list[dict[str, Any]]:
+    """The decisions since `decided`, complete: the log is written in order off the event loop, so once a
+    request made now is logged, every flow Thunderbird already got an answer for is logged before it."""
+    marker = f"autoconfig.{BARRIER.domain}"
+    response = guard.session().get(f"http://{marker}/mail/config-v1.1.xml", timeout=20,
+                                   params={"emailaddress": BARRIER.email})
+    assert response.status_code == 200
+    lines = guard.wait_for(lambda: [line for line in guard.decisions()[decided:] if marker in line["url"]] and
+                           guard.decisions()[decided:], what="the barrier's decision")
+    return [line for line in lines if marker not in line["url"]]
 
 
 def assert_contract(outcome: Outcome, scenario: Scenario) -> None:
@@ -134,13 +145,18 @@ def xfail(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"issue 14: {reason}")
 
 
-BARE = xfail("https://D/.well-known/autoconfig is on the bare mail domain, not intercepted by run/pac")
-UNKNOWN = xfail("no address in the URL (sendEmailAddress=false): the user is unknown and ownership is skipped")
-
+BARE = xfail("https://D/.well-known/autoconfig/… is on the bare mail domain: run and pac do not intercept it, "
+             "so the hostile answer there reaches Thunderbird unjudged")
+UNKNOWN = xfail("sendEmailAddress=false: no address in the URL, the user is unknown and ownership checks are skipped")
+TODAY = {  # (setup, scenario, sendEmailAddress) → why today's guard fails the contract
+    **{(setup, name, send): BARE for setup in ("run", "pac") for name in ("seed", "foreign") for send in (True, False)},
+    ("mitmdump", "seed", False): UNKNOWN,
+    ("mitmdump", "foreign", False): UNKNOWN,
+}
 CASES = [
-    # (setup, scenario, sendEmailAddress, marks)
-    *[pytest.param(setup, s, send, id=f"{setup}-{s.name}-{'address' if send else 'no-address'}",
-                   marks=() ) for setup in ("run", "pac", "mitmdump") for s in SCENARIOS for send in (True, False)],
+    pytest.param(setup, s, send, id=f"{setup}-{s.name}-{'address' if send else 'no-address'}",
+                 marks=TODAY.get((setup, s.name, send), ()))
+    for setup in ("run", "pac", "mitmdump") for s in SCENARIOS for send in (True, False)
 ]
 
 
@@ -148,3 +164,17 @@ CASES = [
 def test_thunderbird_ends_without_hostile_servers(thunderbird: Thunderbird, setups: Setups, upstream: Upstream,
                                                    setup: str, scenario: Scenario, send_address: bool) -> None:
     assert_contract(run_case(thunderbird, setups, upstream, setup, scenario, send_address), scenario)
+
+
+@pytest.mark.parametrize("setup", [
+    pytest.param("run", marks=xfail("run decrypts discovery host names only: https://D/.well-known/autoconfig/… "
+                                    "and https://D/autodiscover/autodiscover.xml pass unjudged")),
+    pytest.param("pac", marks=xfail("the PAC names discovery hosts only (a PAC sees no https path): the bare "
+                                    "domain's URLs go DIRECT, unjudged")),
+    "mitmdump",
+])
+def test_the_guard_judges_every_url_thunderbird_fetches(thunderbird: Thunderbird, setups: Setups, upstream: Upstream,
+                                                        setup: str) -> None:
+    outcome = run_case(thunderbird, setups, upstream, setup, HONEST, send_address=True)
+    assert outcome.fetched, "Thunderbird fetched nothing"
+    assert sorted(set(outcome.fetched) - set(outcome.judged)) == []

@@ -14,6 +14,7 @@ servers it ended with, or the failure. A 3rd-party credential redirect question 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -204,10 +205,10 @@ class Thunderbird:
         return path
 
     def close(self) -> None:
-        try:
+        from marionette_driver.errors import MarionetteException
+
+        with contextlib.suppress(MarionetteException, OSError):  # already gone: stopped below either way
             self.client.delete_session()
-        except Exception:  # noqa: S110 - already gone; the process is stopped below either way
-            pass
         stop_process(self.process)
         self.console.close()
         self.display.close()
