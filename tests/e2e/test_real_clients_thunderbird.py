@@ -23,20 +23,23 @@ naming the cause, so they flip when issue 14 part 2 lands.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import ProxyFactory
-from tests.e2e.support.discovery_sites import BARRIER, HONEST, SCENARIOS, Internet, Scenario
+from tests.e2e.support.discovery_sites import BARRIER, HONEST, SCENARIOS, SEED, Internet, Scenario
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import INTERCEPT_ALL, GuardProxy
-from tests.e2e.support.thunderbird import Discovered, Thunderbird, missing_programs, pac_prefs, proxy_prefs
+from tests.e2e.support.thunderbird import Discovered, HubState, Thunderbird, missing_programs, pac_prefs, proxy_prefs
 from tests.e2e.support.upstream import Upstream
 from tests.e2e.test_run_command import CLI, start_run
 
@@ -178,3 +181,38 @@ def test_the_guard_judges_every_url_thunderbird_fetches(thunderbird: Thunderbird
     outcome = run_case(thunderbird, setups, upstream, setup, HONEST, send_address=True)
     assert outcome.fetched, "Thunderbird fetched nothing"
     assert sorted(set(outcome.fetched) - set(outcome.judged)) == []
+
+
+def hub_settled(thunderbird: Thunderbird, started: str) -> HubState:
+    """Wait for the Account Hub to finish discovery: off the first step, or back on it and no longer busy."""
+    for _ in range(600):  # polls, not a time limit on the client: discovery ends with an answer or a failure
+        state = thunderbird.account_hub()
+        if not state.busy and (state.step != started or "found" in state.text.lower()):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"the Account Hub never settled: {state}")
+
+
+@pytest.mark.parametrize(("setup", "scenario"), [
+    pytest.param("mitmdump", SEED, id="mitmdump-seed"),
+    pytest.param("run", SEED, id="run-seed", marks=BARE),
+    pytest.param("run", HONEST, id="run-honest"),
+])
+def test_the_account_hub_offers_no_hostile_server(thunderbird: Thunderbird, setups: Setups, setup: str,
+                                                  scenario: Scenario, request: pytest.FixtureRequest) -> None:
+    thunderbird.set_prefs({**prefs_for(setup, setups), SEND_ADDRESS: True})
+    thunderbird.open_account_hub(scenario.email)
+    try:
+        state = hub_settled(thunderbird, "autoConfigSubview")
+    finally:
+        shot = thunderbird.screenshot(Path(thunderbird.workdir) / f"account-hub-{request.node.callspec.id}.png")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(shot, ARTIFACTS / shot.name)
+        print(f"\nAccount Hub screenshot: {shot} (copy: {ARTIFACTS / shot.name})")
+        thunderbird.close_account_hub()
+    print(f"Account Hub: {state}")
+    assert not any(host in state.text for host in scenario.hostile), state
+    if scenario.own:
+        assert state.step == "emailConfigFoundSubview" and all(host in state.text for host in scenario.own), state
+    else:
+        assert state.step != "emailConfigFoundSubview", state

@@ -155,6 +155,52 @@ done(true);
 """
 
 
+@dataclass(frozen=True)
+class HubState:
+    """What the Account Hub's email view shows: the visible step, its text, and whether it is still busy."""
+
+    step: str
+    busy: bool
+    text: str  # the visible step's text, whitespace collapsed (hostnames, notifications, buttons)
+
+
+_HUB_START_JS = """
+const [email, done] = [arguments[0], arguments[arguments.length - 1]];
+(async () => {
+  const window = Services.wm.getMostRecentWindow("mail:3pane");
+  await window.openAccountHub("MAIL");
+  const view = window.document.querySelector("account-hub-container").modal.querySelector("account-hub-email");
+  const form = view.querySelector("email-auto-form");
+  for (const [id, value] of [["#realName", "Guard Test"], ["#email", email]]) {
+    const input = form.querySelector(id);
+    input.focus();
+    input.value = value;
+    input.dispatchEvent(new window.Event("input", { bubbles: true }));
+  }
+  view.querySelector("account-hub-footer #forward").click();
+  return true;
+})().then(done, e => done(String(e)));
+"""
+
+_HUB_STATE_JS = """
+const done = arguments[arguments.length - 1];
+const window = Services.wm.getMostRecentWindow("mail:3pane");
+const view = window.document.querySelector("account-hub-container").modal.querySelector("account-hub-email");
+const steps = [...view.querySelectorAll(":scope > [id$='Subview']")].filter(e => !e.hidden);
+const step = steps.length ? steps[0] : null;
+done({ step: step ? step.id : "", busy: view.classList.contains("busy"),
+       text: step ? step.textContent.replace(/\\s+/g, " ").trim() : "" });
+"""
+
+_HUB_CLOSE_JS = """
+const done = arguments[arguments.length - 1];
+const window = Services.wm.getMostRecentWindow("mail:3pane");
+const hub = window.document.querySelector("account-hub-container");
+if (hub && hub.modal.open) { hub.modal.close(); }
+done(true);
+"""
+
+
 class Thunderbird:
     """One running Thunderbird with a Marionette session in the chrome context."""
 
@@ -192,6 +238,20 @@ class Thunderbird:
         found: dict[str, Any] = self.client.execute_async_script(
             _DISCOVER_JS, script_args=[domain, email], script_timeout=timeout_ms)
         return Discovered(tuple(found["incoming"]), tuple(found["outgoing"]), found["source"], found["error"])
+
+    def open_account_hub(self, email: str) -> None:
+        """Open the Account Hub's email setup, type a name and `email`, press Continue (discovery starts)."""
+        started = self.client.execute_async_script(_HUB_START_JS, script_args=[email], script_timeout=30_000)
+        assert started is True, started
+
+    def account_hub(self) -> HubState:
+        """The Account Hub's state now."""
+        state: dict[str, Any] = self.client.execute_async_script(_HUB_STATE_JS, script_timeout=10_000)
+        return HubState(state["step"], state["busy"], state["text"])
+
+    def close_account_hub(self) -> None:
+        """Close the Account Hub dialog (the next `open_account_hub` starts from its first step)."""
+        self.client.execute_async_script(_HUB_CLOSE_JS, script_timeout=10_000)
 
     def script(self, source: str, *args: Any, timeout_ms: int = 30_000) -> Any:
         """Run async chrome JavaScript; it calls `arguments[arguments.length - 1](result)`."""
