@@ -113,9 +113,9 @@ def run_case(thunderbird: Thunderbird, setups: Setups, upstream: Upstream, setup
     thunderbird.set_prefs({**prefs_for(setup, setups), SEND_ADDRESS: send_address})
     seen, decided = len(upstream.requests), len(guard.decisions())
     found = thunderbird.discover(scenario.email)
-    hosts = {host for host, _ in scenario.urls()}
+    urls = set(scenario.urls())
     fetched = [f"{s.scheme}://{s.host}{s.path.split('?', 1)[0]}" for s in upstream.requests[seen:]
-               if s.host in hosts and (s.host != "live.thunderbird.net" or s.path.endswith(scenario.domain))]
+               if (s.host, s.path.split("?", 1)[0]) in urls]
     judged = [line["url"].split("?", 1)[0] for line in logged_before_barrier(guard, decided)]
     print(f"\n[{setup} {scenario.name} sendEmailAddress={send_address}] {found}\n  fetched: {sorted(set(fetched))}"
           f"\n  judged: {sorted(judged)}")

@@ -5,8 +5,8 @@ A :class:`Scenario` is one mail domain and the answer its (or an attacker's) ser
 (a fabrikam.com user sent to another company's servers), `honest` (all servers under the
 user's own domain) and `partly_foreign` (own IMAP/SMTP plus a foreign POP3 alternative, which a
 rewrite removes). `serve(upstream)` routes the answer on every URL measured in docs/clients.md:
-`autoconfig.D` and `D/.well-known/autoconfig` (both schemes), the ISPDB, Exchange POX on `D` and
-`autodiscover.D`, and the TXT `mailconf=` URL.
+`autoconfig.D` and `D/.well-known/autoconfig` (both schemes), the ISPDBs, Exchange POX on `D` and
+`autodiscover.D`, and the URL D's TXT `mailconf=` record names (`https://D/mailconf.xml`).
 
 `Internet` is a plain mitmdump that only relays (no guard, no decryption): what `DIRECT` in a
 PAC file reaches, since test domains resolve only through the harness routing script.
@@ -30,9 +30,12 @@ from tests.e2e.support.upstream import Upstream
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
 WELL_KNOWN_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
 POX_PATH = "/autodiscover/autodiscover.xml"
-ISPDB_HOST = "live.thunderbird.net"
-ISPDB_PREFIX = "/autoconfig/v1.1/"
-MAILCONF_PATH = "/mailconf.xml"  # the URL the TXT `mailconf=` record names (on autoconfig.D)
+ISPDB = (  # (host, path prefix): Thunderbird's, maildiscover's and Horde's ISPDB URLs
+    ("live.thunderbird.net", "/autoconfig/v1.1/"),
+    ("autoconfig.thunderbird.net", "/v1.1/"),
+    ("live.mozillamessaging.com", "/autoconfig/v1.1/"),
+)
+MAILCONF_PATH = "/mailconf.xml"  # the URL the TXT `mailconf=` record names (on the bare domain D)
 XML = {"content-type": "application/xml"}
 
 
@@ -68,8 +71,14 @@ class Scenario:
     def urls(self) -> list[tuple[str, str]]:
         """(host, path) of every URL served for this domain."""
         d = self.domain
-        return [(f"autoconfig.{d}", AUTOCONFIG_PATH), (d, WELL_KNOWN_PATH), (ISPDB_HOST, ISPDB_PREFIX + d),
-                (f"autoconfig.{d}", MAILCONF_PATH), (d, POX_PATH), (f"autodiscover.{d}", POX_PATH)]
+        return [(f"autoconfig.{d}", AUTOCONFIG_PATH), (d, WELL_KNOWN_PATH),
+                *[(host, prefix + d) for host, prefix in ISPDB], (d, MAILCONF_PATH), (d, POX_PATH),
+                (f"autodiscover.{d}", POX_PATH)]
+
+    @property
+    def mailconf(self) -> str:
+        """The TXT record `D` publishes for myl-discovery and pimalaya: `mailconf=<URL>`."""
+        return f"mailconf=https://{self.domain}{MAILCONF_PATH}"
 
     def serve(self, upstream: Upstream) -> None:
         for host, path in self.urls():

@@ -3,8 +3,9 @@
 Clients such as exchangelib check host names and look up SRV records with dnspython before they
 send any HTTP request, and the test domains do not exist. Point the client's resolver at
 ``127.0.0.1:<port>`` (its nameserver configuration, not a mock) and add the records a test needs:
-``add_a(name)`` and ``add_srv(name, target, port)``. A name with no record at all is NXDOMAIN; a
-name with records of another type answers NOERROR with no answer (dnspython's ``NoAnswer``).
+``add_a(name)``, ``add_srv(name, target, port)`` and ``add_txt(name, text)``. A name with no record
+at all is NXDOMAIN; a name with records of another type answers NOERROR with no answer
+(dnspython's ``NoAnswer``).
 Every query is recorded as ``(name, type)`` in ``queries``.
 """
 
@@ -26,7 +27,7 @@ TTL = 60
 
 
 class DnsServer:
-    """Answers A and SRV queries from an in-memory table until `close()`."""
+    """Answers A, SRV and TXT queries from an in-memory table until `close()`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,6 +46,9 @@ class DnsServer:
 
     def add_srv(self, name: str, target: str, port: int, priority: int = 0, weight: int = 0) -> None:
         self._add(name, dns.rdatatype.SRV, f"{priority} {weight} {port} {target.rstrip('.')}.")
+
+    def add_txt(self, name: str, text: str) -> None:
+        self._add(name, dns.rdatatype.TXT, '"' + text.replace('"', '\\"') + '"')
 
     def close(self) -> None:
         self._stopped.set()
