@@ -109,12 +109,6 @@ PARTLY_FOREIGN = Scenario(
                server("pop3", "pop.collector-mail.net", 995), server("smtp", "smtp.adatum-mail.com", 465)),
     own=frozenset({"imap.adatum-mail.com", "smtp.adatum-mail.com"}), hostile=frozenset({"pop.collector-mail.net"}))
 SCENARIOS = (SEED, FOREIGN, HONEST, PARTLY_FOREIGN)
-# An honest domain no client asks for: a request for it, once logged, marks the end of a case's decisions.
-BARRIER = Scenario(
-    "barrier", "log@barrier-mail.com",
-    autoconfig("barrier-mail.com", server("imap", "imap.barrier-mail.com", 993),
-               server("smtp", "smtp.barrier-mail.com", 465)),
-    own=frozenset({"imap.barrier-mail.com", "smtp.barrier-mail.com"}), hostile=frozenset())
 
 
 def _free_port() -> int:

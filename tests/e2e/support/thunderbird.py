@@ -253,10 +253,6 @@ class Thunderbird:
         """Close the Account Hub dialog (the next `open_account_hub` starts from its first step)."""
         self.client.execute_async_script(_HUB_CLOSE_JS, script_timeout=10_000)
 
-    def script(self, source: str, *args: Any, timeout_ms: int = 30_000) -> Any:
-        """Run async chrome JavaScript; it calls `arguments[arguments.length - 1](result)`."""
-        return self.client.execute_async_script(source, script_args=list(args), script_timeout=timeout_ms)
-
     def screenshot(self, path: Path) -> Path:
         """The whole screen of the Xvfb display as PNG (what a user would see)."""
         path.parent.mkdir(parents=True, exist_ok=True)
