@@ -54,6 +54,7 @@ class Setups:
     run: GuardProxy
     mitmdump: GuardProxy
     pac_url: str
+    first_request: int  # upstream.requests before this module's first client request
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def setups(pki: TestPKI, upstream: Upstream, make_guard_proxy: ProxyFactory,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setups]:
     for scenario in SCENARIOS:
         scenario.serve(upstream)
+    first_request = len(upstream.requests)
     workdir = tmp_path_factory.mktemp("tb-setups")
     (workdir / "run").mkdir()
     run = start_run(pki, upstream, workdir / "run", "--mode", "workstation")
@@ -71,7 +73,7 @@ def setups(pki: TestPKI, upstream: Upstream, make_guard_proxy: ProxyFactory,
     pac_file = workdir / "guard.pac"
     pac_file.write_text(pac.replace('return "DIRECT";', f'return "PROXY {internet.address}";'), encoding="utf-8")
     mitmdump = make_guard_proxy(allow_hosts=INTERCEPT_ALL)
-    yield Setups(run, mitmdump, pac_file.as_uri())
+    yield Setups(run, mitmdump, pac_file.as_uri(), first_request)
     run.stop()
     internet.close()
 
@@ -215,3 +217,15 @@ def test_the_account_hub_offers_no_hostile_server(thunderbird: Thunderbird, setu
         assert state.step == "emailConfigFoundSubview" and all(host in state.text for host in scenario.own), state
     else:
         assert state.step != "emailConfigFoundSubview", state
+
+
+
+REMOTE_SETTINGS = "thunderbird-settings.thunderbird.net"  # polled at start; `services.settings.server` is ignored
+
+
+def test_thunderbird_fetches_nothing_but_discovery_urls_and_its_settings_server(setups: Setups, upstream: Upstream,
+                                                                                 thunderbird: Thunderbird) -> None:
+    """Runs last in the module: the quiet profile prefs keep Thunderbird off everything else."""
+    discovery = {f"{host}{path}" for scenario in SCENARIOS for host, path in scenario.urls()}
+    seen = {f"{s.host}{s.path.split('?', 1)[0]}" for s in upstream.requests[setups.first_request:]}
+    assert {url for url in seen if not url.startswith(REMOTE_SETTINGS + "/")} <= discovery

@@ -30,8 +30,9 @@ PrefValue = bool | int | str
 THUNDERBIRD = "thunderbird"
 STARTUP_SECONDS = 90
 
-# Prefs that keep a test profile quiet: no updates, telemetry, start page, remote settings,
-# captive-portal or OCSP probes (the guard's leaves name no responder), no DNS prefetch.
+# Prefs that keep a test profile quiet: no updates, telemetry, start page, captive-portal or OCSP
+# probes (the guard's leaves name no responder), no DNS prefetch. Remote Settings is still polled once
+# (it ignores `services.settings.server`); through the proxy it reaches only the local upstream.
 QUIET_PREFS: Mapping[str, PrefValue] = {
     "app.update.disabledForTesting": True,
     "app.update.auto": False,
@@ -46,7 +47,6 @@ QUIET_PREFS: Mapping[str, PrefValue] = {
     "toolkit.telemetry.enabled": False,
     "toolkit.telemetry.unified": False,
     "toolkit.telemetry.server": "",
-    "services.settings.server": "data:,#remote-settings-off",
     "extensions.update.enabled": False,
     "extensions.getAddons.cache.enabled": False,
     "extensions.systemAddon.update.enabled": False,
