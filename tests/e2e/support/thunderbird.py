@@ -161,7 +161,8 @@ class HubState:
 
     step: str
     busy: bool
-    text: str  # the visible step's text, whitespace collapsed (hostnames, notifications, buttons)
+    text: str  # the visible step's text, whitespace collapsed (hostnames, form labels, buttons)
+    notice: str  # the Fluent id of the step's notification title, if one is shown (its text is set async)
 
 
 _HUB_START_JS = """
@@ -188,8 +189,12 @@ const window = Services.wm.getMostRecentWindow("mail:3pane");
 const view = window.document.querySelector("account-hub-container").modal.querySelector("account-hub-email");
 const steps = [...view.querySelectorAll(":scope > [id$='Subview']")].filter(e => !e.hidden);
 const step = steps.length ? steps[0] : null;
-done({ step: step ? step.id : "", busy: view.classList.contains("busy"),
-       text: step ? step.textContent.replace(/\\s+/g, " ").trim() : "" });
+const squash = text => text.replace(/\\s+/g, " ").trim();
+const header = step?.shadowRoot?.querySelector("account-hub-header")?.shadowRoot;
+const bar = header?.querySelector("#emailFormNotification");
+const title = header?.querySelector("#emailFormNotificationTitle .localized-title");
+done({ step: step ? step.id : "", busy: view.classList.contains("busy"), text: step ? squash(step.textContent) : "",
+       notice: bar && !bar.hidden ? (title?.getAttribute("data-l10n-id") || "") : "" });
 """
 
 _HUB_CLOSE_JS = """
@@ -247,7 +252,7 @@ class Thunderbird:
     def account_hub(self) -> HubState:
         """The Account Hub's state now."""
         state: dict[str, Any] = self.client.execute_async_script(_HUB_STATE_JS, script_timeout=10_000)
-        return HubState(state["step"], state["busy"], state["text"])
+        return HubState(state["step"], state["busy"], state["text"], state["notice"])
 
     def close_account_hub(self) -> None:
         """Close the Account Hub dialog (the next `open_account_hub` starts from its first step)."""
