@@ -31,14 +31,12 @@ def myl(email: str) -> list[str]:
 
 def local_resolver(port: int) -> None:
     """Every dnspython Resolver made from now on asks only 127.0.0.1:`port`."""
-    base = dns.resolver.Resolver
-
-    class Local(base):  # type: ignore[misc,valid-type]
+    class Local(dns.resolver.Resolver):
         def __init__(self, filename: str = "/etc/resolv.conf", configure: bool = True) -> None:
             super().__init__(filename, configure=False)
             self.nameservers, self.port, self.lifetime = ["127.0.0.1"], port, 5.0
 
-    dns.resolver.Resolver = Local  # type: ignore[misc]
+    dns.resolver.Resolver = Local  # type: ignore[misc,assignment]
 
 
 def main() -> None:
