@@ -144,7 +144,9 @@ def test_run_audit_logs_the_would_be_block_and_changes_nothing(audit: GuardProxy
     assert response.content == (FIXTURES / "autodetect__seed_example_com.json").read_bytes()
     line = audit.last_decision(before)
     assert (line["mode"], line["action"], line["would_action"]) == ("audit", "allow", "block")
-    assert any("BLOCK (audit: allow) autodetect for example.com" in out for out in audit.output)
+    # the console line arrives through mitmdump's output reader thread: wait for it, as for the log
+    audit.wait_for(lambda: any("BLOCK (audit: allow) autodetect for example.com" in out for out in audit.output),
+                   what="the console line of the audit decision")
 
 
 def pac_route(pac: str, host: str) -> str:
