@@ -44,3 +44,11 @@ class BodyTooLarge(UntrustedInputError):
 
 class UnsupportedEncoding(UntrustedInputError):
     """A content or character encoding the guard does not decode."""
+
+
+class SetupError(GuardError):
+    """A file the guard needs at start (decision log, metrics folder, pseudonym key) is unusable.
+
+    The message names the path, what is wrong and how to fix it; the adapter turns it into a
+    start-up failure instead of running without an audit trail.
+    """

@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 import shutil
+import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -584,10 +585,10 @@ def test_metrics_count_decisions_by_rule_and_action(guard: Guard, tmp_path: Path
     guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}),
                   answer(fixture("autodetect__seed_example_com.json")))
     guard.addon.tick()
-    text = target.read_text()
-    assert 'autodiscover_guard_decisions_total{mode="enforce",action="block"} 1' in text
-    assert 'autodiscover_guard_rule_decisions_total{rule="reserved-user-domain",action="block"} 1' in text
-    assert "autodiscover_guard_added_latency_seconds_count 1" in text
+    text, instance = target.read_text(), f'instance="{socket.gethostname()}"'
+    assert f'autodiscover_guard_decisions_total{{{instance},mode="enforce",action="block"}} 1' in text
+    assert f'autodiscover_guard_rule_decisions_total{{{instance},rule="reserved-user-domain",action="block"}} 1' in text
+    assert f"autodiscover_guard_added_latency_seconds_count{{{instance}}} 1" in text
 
 
 def test_metrics_are_written_once_more_at_exit(guard: Guard, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,7 +207,8 @@ def test_metrics_are_written_for_scrapers(enforcing: GuardProxy) -> None:
     text = enforcing.wait_for(
         lambda: enforcing.metrics_path.exists() and 'action="block"' in enforcing.metrics_path.read_text()
         and enforcing.metrics_path.read_text(), timeout=5, what="the metrics file")
-    assert 'autodiscover_guard_rule_decisions_total{rule="reserved-user-domain",action="block"}' in text
+    instance = f'instance="{socket.gethostname()}"'
+    assert f'autodiscover_guard_rule_decisions_total{{{instance},rule="reserved-user-domain",action="block"}}' in text
     assert "autodiscover_guard_added_latency_seconds_count" in text
 
 
