@@ -39,7 +39,7 @@ class RawAnswer:
     content_length: int | None = None
     delay: float = 0.0  # seconds between chunks
     ending: str = "end"  # "end" | "close" (stop mid-body) | "reset" (RST mid-body)
-    mark: int = 0  # body bytes after which `passed_mark` is recorded
+    mark: int = 0  # body bytes after which `passed_mark` is recorded; -1: once the headers are sent
     give_up: float = 30.0  # never write for longer than this, whatever the proxy does
     status: str = "200 OK"
     passed_mark: float | None = None  # time.monotonic() when more than `mark` bytes were sent
@@ -59,6 +59,8 @@ class RawAnswer:
         head.append(f"content-length: {self.content_length}" if self.content_length is not None
                     else "transfer-encoding: chunked")
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        if self.mark < 0:  # the headers alone pass the cap (a Content-Length over it)
+            self.passed_mark = time.monotonic()
         deadline = time.monotonic() + self.give_up
         for chunk in self.chunks():
             sock.sendall(chunk if self.content_length is not None else b"%x\r\n%s\r\n" % (len(chunk), chunk))
