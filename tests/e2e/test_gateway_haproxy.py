@@ -130,7 +130,7 @@ def ask(balancer: HAProxy, ca_bundle: Path, n: int) -> tuple[int, bool, bytes]:
     with requests.Session() as session:
         session.trust_env = False
         session.proxies = {"https": balancer.url}
-        response = session.post(f"https://{host}{POX}?n={n}", data=pox_request(address), headers=XML,
+        response = session.post(f"https://{host}{POX}?n-{n}", data=pox_request(address), headers=XML,
                                 verify=str(ca_bundle), timeout=30)
     return n, honest, response.content
 
@@ -156,9 +156,9 @@ def test_two_guards_behind_haproxy_judge_every_request_once(balancer: HAProxy, g
     logs = [proxy.decisions() for proxy in guards]
     assert all(logs), [len(log) for log in logs]  # both instances took traffic
     lines = [line for log in logs for line in log]
-    markers = Counter(int(line["url"].rpartition("?n=")[2]) for line in lines)
+    markers = Counter(int(line["url"].rpartition("?n-")[2]) for line in lines)
     assert markers == Counter(range(REQUESTS))  # every request exactly once, across both logs
     assert len({line["id"] for line in lines}) == REQUESTS
     for line in lines:
-        n = int(line["url"].rpartition("?n=")[2])
+        n = int(line["url"].rpartition("?n-")[2])
         assert line["action"] == ("allow" if n % 2 == 0 else "block"), line

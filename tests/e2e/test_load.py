@@ -10,11 +10,11 @@ The clients are real `curl` processes (one per client, each fetching its share o
 proxy connection per host, as a mail client re-using its connection would), so the test process
 only runs the upstream. Half the answers are honest (allowed), half are the January 2026
 incident's (blocked); every request carries the test bearer token (to the user's own host, so it
-is forwarded) for the secrets sweep. Every URL carries a marker (`?n=<client>-<i>`, kept in the log's scrubbed
-URL), so each judged flow can be found in the decision log exactly once; every line must parse
-as JSON (no interleaved or torn lines). Afterwards mitmdump must still run, hold no more file
-descriptors than `FD_SLACK` above its idle count (and never more than four per client meanwhile),
-and have grown by less than `RSS_GROWTH_KIB`.
+is forwarded) for the secrets sweep. Every URL carries a marker as a query key (`&n-<client>-<i>`:
+the log keeps query keys, never values), so each judged flow can be found in the decision log
+exactly once; every line must parse as JSON (no interleaved or torn lines). Afterwards mitmdump
+must still run, hold no more file descriptors than `FD_SLACK` above its idle count (and never
+more than four per client meanwhile), and have grown by less than `RSS_GROWTH_KIB`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _client_config(folder: Path, client: int, count: int) -> Path:
     lines = []
     for i in range(count):
         host, address = GOOD if i % 2 == 0 else BAD
-        lines += [f'url = "https://{host}{PATH}?emailaddress={address}&n={client}-{i}"', 'output = "/dev/null"']
+        lines += [f'url = "https://{host}{PATH}?emailaddress={address}&n-{client}-{i}"', 'output = "/dev/null"']
     path = folder / f"client-{client}.curl"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -75,7 +75,7 @@ def _client_config(folder: Path, client: int, count: int) -> Path:
 @pytest.mark.timeout(BOUND_SECONDS + 60)
 def test_many_flows_from_twenty_keep_alive_clients_are_each_logged_once(proxy: GuardProxy, tmp_path: Path) -> None:
     pid = proxy.process.pid
-    warm = proxy.curl(f"https://{GOOD[0]}{PATH}?emailaddress={GOOD[1]}&n=warm", "-o", "/dev/null", "-w", "%{http_code}")
+    warm = proxy.curl(f"https://{GOOD[0]}{PATH}?emailaddress={GOOD[1]}&warm", "-o", "/dev/null", "-w", "%{http_code}")
     assert warm.stdout == "200"
     fds_idle, rss_idle = open_fds(pid), memory_kib(pid)
     per_client = FLOWS // CLIENTS
@@ -101,9 +101,9 @@ def test_many_flows_from_twenty_keep_alive_clients_are_each_logged_once(proxy: G
     assert fds_peak <= fds_idle + 4 * CLIENTS + FD_SLACK
     assert codes == Counter({"200": FLOWS // 2, "404": FLOWS // 2})  # autoconfig's block answer is a 404
 
-    lines = proxy.wait_for(lambda: [d for d in proxy.decisions() if "&n=" in d["url"] and "n=warm" not in d["url"]]
+    lines = proxy.wait_for(lambda: [d for d in proxy.decisions() if "&n-" in d["url"]]
                            if len(proxy.decisions()) >= FLOWS + 1 else None, timeout=60, what="every decision")
-    markers = Counter(d["url"].rpartition("&n=")[2] for d in lines)
+    markers = Counter(d["url"].rpartition("&n-")[2] for d in lines)
     expected = {f"{c}-{i}" for c in range(CLIENTS) for i in range(per_client)}
     assert set(markers) == expected and set(markers.values()) == {1}
     actions = Counter((d["user_domain"], d["action"]) for d in lines)
