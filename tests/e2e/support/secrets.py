@@ -16,6 +16,15 @@ from urllib.parse import quote, quote_plus
 
 PASSWORD = "Tr0ub4dor&3-never-logged"
 TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJuZXZlci1sb2dnZWQifQ.bearer-never-logged"
+# Query values under keys no fixed list of secret names had (issue 16); each its own needle.
+QUERY_SECRETS = {
+    "auth_token": "AuthT0ken-never-logged",
+    "pw": "Pw-hunter2-never-logged",
+    "passcode": "Passc0de-never-logged",
+    "otp": "739146285",
+    "credential": "Cr3dential-never-logged",
+    "sessionid": "S3ssionId-never-logged",
+}
 
 
 class Sweep:
@@ -27,6 +36,7 @@ class Sweep:
             quote(PASSWORD, safe=""): "the test password, URL-encoded",
             quote_plus(PASSWORD): "the test password, form-encoded",
             TOKEN: "the test bearer token",
+            **{value: f"the `{key}` query value" for key, value in QUERY_SECRETS.items()},
         }
         self.paths: list[Path] = []
         self.texts: list[tuple[str, Callable[[], str]]] = []
@@ -66,3 +76,12 @@ basic = SWEEP.basic
 def bearer() -> str:
     """An `Authorization` value with the test bearer token."""
     return f"Bearer {TOKEN}"
+
+
+def secret_url(origin: str, path: str) -> str:
+    """`origin` + `path` carrying every URL secret: the password as a path segment and as a `;password=`
+    path parameter, and each `QUERY_SECRETS` value under its key (all are needles of `SWEEP`)."""
+    password = quote(PASSWORD, safe="")
+    folder, _, name = path.rpartition("/")
+    query = "&".join(f"{key}={quote(value, safe='')}" for key, value in QUERY_SECRETS.items())
+    return f"{origin}{folder}/{password}/{name};password={password}?{query}"
