@@ -6,7 +6,8 @@ instance. The key now comes from, in this order:
 1. `AUTODISCOVER_GUARD_PSEUDONYM_KEY`: the key itself (at least 32 characters), for containers
    whose secrets arrive in the environment;
 2. the file named by `AUTODISCOVER_GUARD_PSEUDONYM_KEY_FILE`, or `pseudonym.key` in the guard's
-   state folder (its confdir, `~/.autodiscover-guard` or `$AUTODISCOVER_GUARD_HOME`).
+   state folder (its confdir, `~/.autodiscover-guard` or `$AUTODISCOVER_GUARD_HOME`; made mode
+   700 when missing, as `autodiscover-guard run` makes it).
 
 A missing file is created with 32 random bytes (64 hex digits), mode 600, and linked into
 place whole: two instances starting together end with the one key. A file group or others may
@@ -46,6 +47,9 @@ def load_key(state_dir: Path, env: Mapping[str, str] = os.environ) -> bytes:
     if env.get(ENV_KEY):
         return _checked(env[ENV_KEY].strip(), f"${ENV_KEY}")
     path = key_file(state_dir, env)
+    if not env.get(ENV_FILE):
+        with contextlib.suppress(OSError):  # the guard's own folder, as `run` makes it; else _create says why
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         _create(path)
     return _read(path)

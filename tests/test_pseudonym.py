@@ -43,9 +43,11 @@ def test_an_unsafe_key_file_is_refused_with_the_fix(tmp_path: Path, setup: objec
         load_key(tmp_path, {})
 
 
-def test_a_missing_state_folder_is_an_error_naming_the_fix(tmp_path: Path) -> None:
+def test_a_missing_state_folder_is_made_private_but_a_named_files_folder_must_exist(tmp_path: Path) -> None:
+    load_key(tmp_path / "state", {})
+    assert os.stat(tmp_path / "state").st_mode & 0o777 == 0o700
     with pytest.raises(SetupError, match=r"folder .*/absent does not exist; create it \(mkdir -p -m 700 "):
-        load_key(tmp_path / "absent", {})
+        load_key(tmp_path, {ENV_FILE: str(tmp_path / "absent" / "k")})
 
 
 def test_pseudonyms_are_keyed_case_insensitive_and_short() -> None:
