@@ -18,9 +18,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 REDACTED = "REDACTED"
 
 # An ordinary word is made of tokens joined by `.`, `_` or `-`: letters (up to 32: longer runs
-# are keys), numbers of up to four digits (versions, years; longer ones are ids and codes) or
-# `v` + a number. Empty tokens are fine (`.well-known`, `_imaps._tcp`).
-_TOKEN = re.compile(r"[A-Za-z]{1,32}|\d{1,4}|[vV]\d{1,4}")
+# are keys), numbers of up to four digits (versions, years; longer ones are ids and codes),
+# `v` + a number, or one case of letters around one short number (`pop3s`, `sha256`, `X509`).
+# Mixed case with digits (`P4ssw0rd`) or several numbers (`Tr0ub4dor`) is not a word. Empty
+# tokens are fine (`.well-known`, `_imaps._tcp`).
+_TOKEN = re.compile(r"[A-Za-z]{1,32}|\d{1,4}|[vV]\d{1,4}|[a-z]{1,16}\d{1,3}[a-z]{0,16}|[A-Z]{1,16}\d{1,3}[A-Z]{0,16}")
 _SEPARATOR = re.compile(r"[._-]")
 _WORD_MAX = 64
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
