@@ -2,6 +2,7 @@
 
 GuardError
 ├── PolicyError            the policy author is wrong (carries file, line, column)
+├── SetupError             a file the guard needs at start is unusable (log, metrics, pseudonym key)
 └── UntrustedInputError    the remote side sent something the guard refuses to read
     ├── MalformedDocument  not fully parseable, forbidden XML features, wrong shape or types
     ├── BodyTooLarge       over a byte, decoded-size or nesting cap
