@@ -38,7 +38,7 @@ import structlog
 from guard.errors import SetupError
 from guard.model import Action, Decision
 from guard.names import User
-from guard.pseudonym import Pseudonyms, load_key
+from guard.pseudonym import Pseudonyms, default_state_dir, load_key
 from guard.redact import REDACTED, redact_text, scrub_url
 
 __all__ = ["REDACTED", "DecisionLog", "Event", "FlowFacts", "console_line", "decision_record", "hash_local_part",
@@ -78,18 +78,12 @@ def hash_local_part(local: str) -> str:
     """
     if _pseudonyms is None:
         try:
-            use_pseudonym_key(load_key(_state_dir()))
+            use_pseudonym_key(load_key(default_state_dir()))
         except SetupError as exc:
             _stderr(f"autodiscover-guard: ERROR: {exc}; user_local_hash uses a key for this process only")
             use_pseudonym_key(os.urandom(32))
     assert _pseudonyms is not None
     return _pseudonyms.of(local)
-
-
-def _state_dir() -> Path:
-    from guard.launch import default_confdir  # here: launch pulls in the policy loader
-
-    return default_confdir()
 
 
 def _stderr(line: str) -> None:

@@ -37,6 +37,14 @@ MIN_KEY_CHARS = 32
 HASH_CHARS = 16  # 64 bits: unique enough per deployment, short enough to read
 
 
+def default_state_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The guard's own folder when no confdir is given: `$AUTODISCOVER_GUARD_HOME` or `~/.autodiscover-guard`.
+
+    The same place `autodiscover-guard run` uses as its default confdir (guard.launch.default_confdir).
+    """
+    return Path(env.get("AUTODISCOVER_GUARD_HOME") or Path.home() / ".autodiscover-guard")
+
+
 def key_file(state_dir: Path, env: Mapping[str, str]) -> Path:
     """Where the key file is (or will be created)."""
     return Path(env[ENV_FILE]).expanduser() if env.get(ENV_FILE) else state_dir / FILE_NAME

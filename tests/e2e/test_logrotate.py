@@ -95,7 +95,8 @@ def _wait_logged(proxy: GuardProxy, files: list[Path], expected: set[str]) -> Co
         found = _markers(*(file for file in files if file.exists()))
         return found if expected <= set(found) else None
 
-    return proxy.wait_for(logged, timeout=30, what="every decision")
+    found: Counter[str] = proxy.wait_for(logged, timeout=30, what="every decision")
+    return found
 
 
 def _no_write_errors(proxy: GuardProxy) -> None:
