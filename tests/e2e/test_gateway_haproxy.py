@@ -4,7 +4,7 @@ HAProxy (the Debian package; `.ci/run` installs it) runs `deploy/haproxy/haproxy
 ports changed to free loopback ports and `balance roundrobin` instead of `source` (all test clients
 share one address), in front of two guard mitmdumps (explicit proxy mode), each writing its own
 decision log. Clients send CONNECT / absolute-form requests to HAProxy as they would to one
-proxy. Every request carries a marker (`?n=<i>`, kept by the log's URL scrubbing), so the two
+proxy. Every request carries a marker (`?n-<i>`, a query key: the log keeps keys, never values), so the two
 logs together can be checked for exactly one decision per request. This runs without root; the
 namespace lab (test_gateway_lab.py) runs the file unchanged with real client addresses.
 """

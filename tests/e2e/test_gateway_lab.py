@@ -116,7 +116,7 @@ def test_curl_through_haproxy_gets_each_answer_judged(explicit: Gateway, host: s
     done = explicit.lab.run(explicit.lab.clients, [
         "curl", "-sS", "--noproxy", "", "--interface", CLIENT_ADDRESSES[0], "-x", f"http://{GATEWAY_CLIENT_SIDE}:8080",
         "--cacert", str(explicit.bundle), "-H", "content-type: text/xml",
-        "--data-binary", pox_request(USERS[host]).decode(), f"https://{host}{POX}?n=curl"])
+        "--data-binary", pox_request(USERS[host]).decode(), f"https://{host}{POX}?n-curl"])
     if host == HONEST:
         assert done.stdout == (FIXTURES / ANSWERS[HONEST]).read_text()
     else:
@@ -129,7 +129,7 @@ def test_requests_session_in_the_clients_namespace_gets_the_seed_answer_blocked(
         with requests.Session() as session:
             session.trust_env = False
             session.proxies = {"https": f"http://{GATEWAY_CLIENT_SIDE}:8080"}
-            return session.post(f"https://{SEED}{POX}?n=requests", data=pox_request(USERS[SEED]),
+            return session.post(f"https://{SEED}{POX}?n-requests", data=pox_request(USERS[SEED]),
                                 headers={"content-type": "text/xml"}, verify=str(explicit.bundle), timeout=20)
 
     response = explicit.lab.inside(explicit.lab.clients, ask)

@@ -237,7 +237,7 @@ def serve_upstream(spec: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Ask:
-    """One request of the load: `n` is its marker (`?n=`), `source` the client address it leaves from."""
+    """One request of the load: `n` is its marker (`?n-<n>`), `source` the client address it leaves from."""
 
     n: int
     source: str
@@ -268,7 +268,7 @@ def send(ask: Ask, proxy: tuple[str, int] | None, context: ssl.SSLContext, timeo
     hookable._create_connection = open_and_note_port
     try:
         connection.connect()
-        url = f"{ask.path}?n={ask.n}"
+        url = f"{ask.path}?n-{ask.n}"
         if ask.body:
             connection.request("POST", url, body=ask.body.encode(), headers={"content-type": "text/xml"})
         else:
@@ -400,8 +400,8 @@ class Gateway:
 
 
 def marker(line: dict[str, Any]) -> int | None:
-    """The `?n=` marker of a decision's URL (kept by the log's URL scrubbing), if it is a number."""
-    found = str(line["url"]).rpartition("?n=")[2]
+    """The `?n-<n>` marker of a decision's URL (a query key: the log keeps keys, never values), if a number."""
+    found = str(line["url"]).rpartition("?n-")[2]
     return int(found) if found.isdigit() else None
 
 
