@@ -84,8 +84,6 @@ def test_report_follow_prints_the_next_block_as_it_is_logged(guard: GuardProxy) 
         stop_process(follower)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 / ops: the guard keeps writing into the renamed file until "
-                                       "guard/log.py reopens a rotated log (WatchedFileHandler semantics)")
 def test_report_follow_survives_a_create_style_rotation(guard: GuardProxy) -> None:
     follower = start_follower(guard.log_path)
     rotated = guard.log_path.with_name(guard.log_path.name + ".1")
