@@ -25,6 +25,17 @@ _GUID_AT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _HOST_PORT = re.compile(r"^(.*[^:]):(\d{1,5})$")
 _URL_JUNK = str.maketrans({"\t": None, "\n": None, "\r": None})
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# WHATWG URL "special" schemes: a backslash is a slash, any run of slashes starts the authority.
+_SPECIAL = frozenset({"http", "https", "ws", "wss", "ftp", "file"})
+_AUTHORITY_END = re.compile(r"[/?#]")
+# RFC 5321 §4.1.2 Local-part (RFC 6531 lets it carry UTF-8): a Dot-string of atext, or a
+# Quoted-string. Neither may hold an `@` here: exchangelib takes the domain after the first `@`,
+# the guard after the last, so an address with two is no mailbox but an ambiguity.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_QUOTED = r'"(?:[\x20\x21\x23-\x3f\x41-\x5b\x5d-\x7e]|\\[\x20-\x3f\x41-\x7e])*"'
+_LOCAL_PART = re.compile(rf"(?:{_ATEXT}(?:\.{_ATEXT})*|{_QUOTED})")
 
 
 class InvalidHost(ValueError):
@@ -130,7 +141,11 @@ def normalise_host(raw: str) -> str:
         encoded: bytes = idna.encode(host, uts46=True, transitional=False)
     except (idna.IDNAError, UnicodeError) as exc:
         raise InvalidHost(f"not a valid internationalised host name: {raw.strip()!r} ({exc})") from None
-    return encoded.decode("ascii")
+    mapped = encoded.decode("ascii")
+    # UTS 46 maps full-width digits and letters to ASCII: `０ｘ７ｆ.０.０.０ｘａ` is 0x7f.0.0.0xa, which
+    # WHATWG's host parser (and getaddrinfo) then read as the IPv4 address 127.0.0.10.
+    ip = parse_ip(mapped)
+    return mapped if ip is None else str(ip)
 
 
 def _check_a_labels(host: str) -> None:
@@ -215,10 +230,7 @@ def _resolve(value: str, kind: ValueKind, transport: Transport, user: User) -> T
 def _resolve_uncached(value: str, kind: ValueKind, transport: Transport, user: User) -> Target:
     raw = expand_placeholders(value, user).strip()
     if kind is ValueKind.EMAIL:
-        _local, sep, domain = raw.rpartition("@")
-        if not sep:
-            raise InvalidHost(f"redirect address without a domain: {raw!r}")
-        return _target(domain, transport)
+        return _target(mailbox_domain(raw), transport)
     if kind is ValueKind.URL or "://" in raw:
         return _url_target(raw, transport)
     if raw.lower().startswith("msstd:"):  # CertPrincipalName, MS-OXDSCLI §2.2.4.1.1.2.9
@@ -231,25 +243,65 @@ def _resolve_uncached(value: str, kind: ValueKind, transport: Transport, user: U
     return _target(raw, transport)
 
 
+def mailbox_domain(address: str) -> str:
+    """The domain of exactly one RFC 5321 mailbox (`local@domain`); InvalidHost for anything else.
+
+    Redirect addresses are followed by clients that split them differently (exchangelib at the
+    first `@`, others at the last), so only an address every reader splits alike is judged.
+    """
+    if address.count("@") != 1:
+        raise InvalidHost(f"redirect address is not exactly one mailbox (needs one @): {address[:80]!r}")
+    local, _, domain = address.partition("@")
+    if not _LOCAL_PART.fullmatch(local) or not domain or domain != domain.strip() or "[" in domain:
+        raise InvalidHost(f"redirect address is not an RFC 5321 mailbox: {address[:80]!r}")
+    return domain
+
+
 def _target(raw: str, transport: Transport, userinfo: bool = False) -> Target:
     host = normalise_host(raw)
     ip = parse_ip(host) if (":" in host or host[-1:].isdigit()) else None
     return Target(host, host if ip else to_unicode(host), ip, transport, userinfo)
 
 
-def _url_target(raw: str, transport: Transport) -> Target:
-    # WHATWG URL parsing (what browsers and most HTTP stacks do): tabs and newlines are removed
-    # and, for http(s), a backslash is a path separator — `https://evil.net\@good.com/` is evil.net.
-    text = raw.translate(_URL_JUNK)
-    scheme = text.split(":", 1)[0].lower()
-    if scheme in ("http", "https", "ws", "wss"):
+def whatwg_prepare(raw: str) -> str:
+    """A URL as the WHATWG parser (browsers, node, WebView-based Outlook) sees it before parsing:
+    leading/trailing C0 controls and spaces stripped, tabs and newlines removed, and for special
+    schemes every backslash a slash. `\x01https://evil.net\\@contoso.com/` is evil.net."""
+    text = raw.strip(_C0_OR_SPACE).translate(_URL_JUNK)
+    scheme = _URL_SCHEME.match(text)
+    if scheme is not None and scheme.group()[:-1].lower() in _SPECIAL:
         text = text.replace("\\", "/")
+    return text
+
+
+def _whatwg_host(text: str) -> str | None:
+    """The host WHATWG's authority states find in a prepared special-scheme URL, lower-cased and
+    without brackets; None for other schemes (their authority is read as `urlsplit` reads it)."""
+    scheme = _URL_SCHEME.match(text)
+    if scheme is None or scheme.group()[:-1].lower() not in _SPECIAL:
+        return None
+    rest = text[scheme.end():].lstrip("/")
+    end = _AUTHORITY_END.search(rest)
+    host = (rest if end is None else rest[:end.start()]).rpartition("@")[2]
+    if host.startswith("["):
+        return host[1:host.find("]")].lower() if "]" in host else host.lower()
+    return host.partition(":")[0].lower()
+
+
+def _url_target(raw: str, transport: Transport) -> Target:
+    # Judged as the WHATWG parser reads it (see `whatwg_prepare`); where WHATWG and Python's
+    # `urlsplit` (requests, exchangelib) would still connect to different hosts, the URL has two
+    # readings and is refused.
+    text = whatwg_prepare(raw)
     try:
         parts = urlsplit(text)
         hostname = parts.hostname
         _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
     except ValueError as exc:
         raise InvalidHost(f"unparseable URL {raw!r} ({exc})") from None
+    whatwg = _whatwg_host(text)
+    if whatwg is not None and whatwg != (hostname or ""):
+        raise InvalidHost(f"URL read as host {whatwg!r} by WHATWG parsers and {hostname!r} by urlsplit: {raw!r}")
     if not hostname:
         raise InvalidHost(f"URL without a host: {raw!r}")
     if parts.scheme == "http":

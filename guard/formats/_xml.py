@@ -104,7 +104,33 @@ def read_xml(body: bytes, *, allow_doctype: bool = False) -> Element:
         raise MalformedDocument(f"unknown XML encoding: {exc}") from None
     if body.count(b"<") - body.count(b"</") > MAX_DEPTH:  # more start tags than the cap: look
         _check_depth(root)
+    if b"<!--" in body or body.find(b"<?", 1) >= 0 or b"\x00" in body:  # rare: only such bodies are parsed again
+        _check_uninterrupted_text(body)
     return root
+
+
+def _check_uninterrupted_text(body: bytes) -> None:
+    """Refuse a comment or processing instruction inside an element that also holds text.
+
+    ElementTree drops both and joins the text around them; lxml (exchangelib, most XML stacks
+    built on libxml2) keeps them as nodes, so `.text` stops at the first one:
+    `<Server>ews.attacker.net<!---->.contoso.com</Server>` is contoso.com to one reader and
+    attacker.net to the other. Comments between elements, with only whitespace around, are
+    read alike by both and stay allowed (ISPDB files comment out whole blocks).
+    """
+    builder = ET.TreeBuilder(insert_comments=True, insert_pis=True)
+    parser = ET.XMLParser(target=builder)  # noqa: S314 -- the same bytes read_xml has just screened and parsed
+    parser.feed(body)
+    root = parser.close()
+    markup: tuple[object, ...] = (ET.Comment, ET.ProcessingInstruction)  # the tags TreeBuilder gives them
+    for parent in root.iter():
+        if not any(child.tag in markup for child in parent):
+            continue
+        pieces = (parent.text, *(child.tail for child in parent))
+        if any(piece and piece.strip() for piece in pieces):
+            raise MalformedDocument(
+                f"<{name(parent).local}>: unexpected text around a comment or processing instruction "
+                "(ElementTree joins the text around it, lxml stops at it)")
 
 
 def _needs_screening(body: bytes, allow_doctype: bool) -> bool:

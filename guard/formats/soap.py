@@ -46,24 +46,18 @@ from guard.formats._exchange import (
     SVC_NS,
     XML_TYPE,
     Found,
-    attr,
     cut,
     leaf,
     mailbox,
     read_port,
 )
-from guard.formats._xml import Element, kid, kids, name, named_children, read_xml
+from guard.formats._xml import Element, kids, name, named_children, read_xml
 from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "soap"
 
-# message element → (responses, response, settings, setting) element names, lower-case
-_MESSAGES = {
-    "getusersettingsresponsemessage": ("userresponses", "userresponse", "usersettings", "usersetting"),
-    "getdomainsettingsresponsemessage": (
-        "domainresponses", "domainresponse", "domainsettings", "domainsetting"),
-}
+_MESSAGES = ("GetUserSettingsResponseMessage", "GetDomainSettingsResponseMessage")
 # StringSetting names that carry a host or URL (learn.microsoft.com "Setting (SOAP)"; exchangelib
 # properties.UserResponse.SETTINGS_MAP), by what the client does with them.
 _STRINGS = {
@@ -85,8 +79,6 @@ _STRINGS = {
     "sitemailboxcreationurl": Role.WEB,
 }
 _CONNECTION_ROLES = (("imap", Role.IMAP), ("pop3", Role.POP3), ("smtp", Role.SMTP))
-_NO_ERROR = ("", "noerror")
-_REDIRECTS = ("redirectaddress", "redirecturl")
 
 
 def _string_role(name: str) -> Role | None:
@@ -102,98 +94,198 @@ def _string_role(name: str) -> Role | None:
     return None
 
 
+# Children each element of the message may have (exact local names, all in `SVC_NS`): exchangelib
+# looks names up exactly in that namespace and iterates *every* child of `UserResponses` and
+# `UserSettings`, so a name outside these tables is one the two readers would read differently.
+# Names in `_ONCE` may appear at most once (exchangelib reads the first, a namespace-blind reader
+# the last). Collections hold their items; items hold the leaf names listed.
+_ONCE = frozenset({
+    "Response", "ErrorCode", "ErrorMessage", "RedirectTarget", "UserSettingErrors", "UserSettings",
+    "DomainSettingErrors", "DomainSettings", "UserResponses", "DomainResponses", "Name", "Value",
+    "SettingName", "Hostname", "Port", "EncryptionMethod", "Url", "AuthenticationMethods", "Type",
+    "OwnerSmtpAddress", "SmtpAddress", "Server", "DisplayName", "LegacyDN", "ServiceUrl", "LocationUrl",
+    "SupportedFileExtensions", "ExternalAccessAllowed", "AnonymousAccessAllowed", "CanModifyPermissions",
+    "IsDefault", "ProtocolConnections", "WebClientUrls", "AlternateMailboxes", "DocumentSharingLocations",
+})
+_CHILDREN: dict[str, frozenset[str]] = {
+    "GetUserSettingsResponseMessage": frozenset({"Response"}),
+    "GetDomainSettingsResponseMessage": frozenset({"Response"}),
+    "Response": frozenset({"ErrorCode", "ErrorMessage", "UserResponses", "DomainResponses"}),
+    "UserResponses": frozenset({"UserResponse"}),
+    "DomainResponses": frozenset({"DomainResponse"}),
+    "UserResponse": frozenset({"ErrorCode", "ErrorMessage", "RedirectTarget", "UserSettingErrors",
+                               "UserSettings"}),
+    "DomainResponse": frozenset({"ErrorCode", "ErrorMessage", "RedirectTarget", "DomainSettingErrors",
+                                 "DomainSettings"}),
+    "UserSettingErrors": frozenset({"UserSettingError"}),
+    "DomainSettingErrors": frozenset({"DomainSettingError"}),
+    "UserSettingError": frozenset({"ErrorCode", "ErrorMessage", "SettingName"}),
+    "DomainSettingError": frozenset({"ErrorCode", "ErrorMessage", "SettingName"}),
+    "UserSettings": frozenset({"UserSetting"}),
+    "DomainSettings": frozenset({"DomainSetting"}),
+    "UserSetting": frozenset({"Name", "Value", "ProtocolConnections", "WebClientUrls", "AlternateMailboxes",
+                              "DocumentSharingLocations"}),
+    "DomainSetting": frozenset({"Name", "Value"}),
+    "ProtocolConnections": frozenset({"ProtocolConnection"}),
+    "ProtocolConnection": frozenset({"Hostname", "Port", "EncryptionMethod"}),
+    "WebClientUrls": frozenset({"WebClientUrl"}),
+    "WebClientUrl": frozenset({"AuthenticationMethods", "Url"}),
+    "AlternateMailboxes": frozenset({"AlternateMailbox"}),
+    "AlternateMailbox": frozenset({"Type", "DisplayName", "LegacyDN", "Server", "SmtpAddress",
+                                   "OwnerSmtpAddress"}),
+    "DocumentSharingLocations": frozenset({"DocumentSharingLocation"}),
+    "DocumentSharingLocation": frozenset({"ServiceUrl", "LocationUrl", "DisplayName", "SupportedFileExtensions",
+                                          "ExternalAccessAllowed", "AnonymousAccessAllowed",
+                                          "CanModifyPermissions", "IsDefault"}),
+}
+_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+# ErrorCode values that make exchangelib follow `RedirectTarget`, compared exactly as it does.
+_REDIRECT_KINDS = {"RedirectAddress": ValueKind.EMAIL, "RedirectUrl": ValueKind.URL}
+_NO_ERRORS = ("", "NoError")
+
+
+def _checked(element: Element, path: str) -> list[tuple[Element, str, str]]:
+    """Children of a message element as `(child, local name, field)`, after the strict checks.
+
+    Every child must be in the Autodiscover namespace with a name `_CHILDREN` allows for its
+    parent, and a name in `_ONCE` must not repeat: otherwise exchangelib and the guard would read
+    different elements, so the document is malformed. An element whose name has no entry in
+    `_CHILDREN` is a leaf and must have no children.
+    """
+    allowed = _CHILDREN.get(name(element).local, frozenset())
+    out: list[tuple[Element, str, str]] = []
+    seen: set[str] = set()
+    for child, child_name, field in named_children(element, path):
+        local = child_name.local
+        if child_name.ns != SVC_NS or local not in allowed:
+            raise MalformedDocument(
+                f"{field}: <{{{child_name.ns}}}{local}> is not an element exchangelib reads here; "
+                f"expected one of {sorted(allowed)} in {SVC_NS}")
+        if local in _ONCE:
+            if local in seen:
+                raise MalformedDocument(f"{field}: <{local}> appears more than once")
+            seen.add(local)
+        out.append((child, local, field))
+    return out
+
+
+def _value_text(element: Element, field: str) -> str | None:
+    """A leaf's text, or None when it is `xsi:nil`; nil *with* text or children is malformed
+    (exchangelib reads the text, a schema-aware reader reads nothing)."""
+    nil = element.get(_NIL)
+    if nil is not None and nil.strip() in ("true", "1"):
+        if len(element) or (element.text or "").strip():
+            raise MalformedDocument(f"{field}: xsi:nil element with content")
+        return None
+    return leaf(element, field)
+
+
 def _connection(out: Found, item: Element, path: str, role: Role, *, unit: Element, setting: Element) -> None:
     """One `ProtocolConnection`: `Hostname` with its `Port` and `EncryptionMethod`."""
     number: int | None = None
     transport = Transport.UNKNOWN
-    hosts: list[tuple[Element, str]] = []
-    for child, child_name, field in named_children(item, path + "/"):
-        tag = child_name.key
-        if tag == "hostname":
-            hosts.append((child, field))
-        elif tag == "port":
-            value = read_port(child, field)  # every port is checked, the first one counts
-            number = value if number is None else number
-        elif tag == "encryptionmethod" and transport is Transport.UNKNOWN:
+    host: tuple[Element, str] | None = None
+    for child, local, field in _checked(item, path + "/"):
+        if local == "Hostname":
+            host = (child, field)
+        elif local == "Port":
+            number = read_port(child, field)
+        else:
             transport = ENCRYPTION.get(leaf(child, field).strip().lower(), Transport.UNKNOWN)
-    for child, field in hosts:
-        out.add(child, field, role, unit, container=setting, kind=ValueKind.HOST, port=number,
+    if host is not None:
+        out.add(host[0], host[1], role, unit, container=setting, kind=ValueKind.HOST, port=number,
                 transport=transport)
 
 
-# collection element → item element (ProtocolConnectionCollectionSetting, WebClientUrlsSetting,
-# AlternateMailboxCollectionSetting)
-_COLLECTIONS = {
-    "protocolconnections": "protocolconnection",
-    "webclienturls": "webclienturl",
-    "alternatemailboxes": "alternatemailbox",
-}
+# collection element → (item element, what to read from an item)
+_ITEM_URLS = {"WebClientUrls": ("Url",), "DocumentSharingLocations": ("ServiceUrl", "LocationUrl")}
 
 
-def _collection(collection: Element, tag: str, path: str, setting_name: str, setting: Element, out: Found) -> None:
-    """The items of one collection (`tag`, lower-cased); each item is its own unit while it has siblings."""
-    items = [(i, f) for i, n, f in named_children(collection, path + "/") if n.key == _COLLECTIONS[tag]]
+def _collection(collection: Element, local: str, path: str, setting_name: str, setting: Element,
+                out: Found) -> None:
+    """The items of one collection; each item is its own unit while it has siblings."""
+    items = _checked(collection, path + "/")
     low = setting_name.lower()
     role = next((r for word, r in _CONNECTION_ROLES if word in low), Role.OTHER)
-    for item, field in items:
+    for item, _, field in items:
         unit = item if len(items) > 1 else setting
-        if tag == "protocolconnections":
+        if local == "ProtocolConnections":
             _connection(out, item, field, role, unit=unit, setting=setting)
-        elif tag == "webclienturls":
-            for url, url_name, url_field in named_children(item, field + "/"):
-                if url_name.key == "url":
-                    out.add(url, url_field, Role.WEB, unit, container=setting, kind=ValueKind.URL)
-        else:
+        elif local == "AlternateMailboxes":
+            _checked(item, field + "/")
             mailbox(item, field, unit, out)
+        else:
+            for url, url_local, url_field in _checked(item, field + "/"):
+                if url_local in _ITEM_URLS[local]:
+                    out.add(url, url_field, Role.WEB, unit, container=setting, kind=ValueKind.URL)
+                else:
+                    leaf(url, url_field)
 
 
 def _setting(setting: Element, prefix: str, out: Found) -> None:
     """One `UserSetting`/`DomainSetting`, whatever its `xsi:type`: the children decide the shape."""
-    named = kid(setting, "name")
-    setting_name = leaf(named, prefix + "Name").strip() if named is not None else ""
+    children = _checked(setting, prefix)
+    named = next((child for child, local, _ in children if local == "Name"), None)
+    setting_name = (_value_text(named, prefix + "Name") or "").strip() if named is not None else ""
     field = prefix + (setting_name or name(setting).local)
-    for child in setting:
-        tag = name(child).key
-        if tag == "value":
+    for child, local, _ in children:
+        if local == "Value":
             role = _string_role(setting_name)
-            if role is not None:
+            if _value_text(child, field) is not None and role is not None:
                 out.add(child, field, role, setting, container=setting)
-        elif tag in _COLLECTIONS:
-            _collection(child, tag, field, setting_name, setting, out)
+        elif local != "Name":
+            _collection(child, local, field, setting_name, setting, out)
 
 
-def _response(item: Element, prefix: str, setting_tags: tuple[str, str], out: Found) -> bool:
-    """One `UserResponse`/`DomainResponse`; True when its `ErrorCode` is an error."""
-    code_element = kid(item, "errorcode")
-    code = leaf(code_element, prefix + "ErrorCode").strip().lower() if code_element is not None else ""
-    for child, child_name, field in named_children(item, prefix):
-        tag = child_name.key
-        if tag == "redirecttarget" and (attr(child, "nil") or "").strip() != "true":
-            value = leaf(child, field)
-            if code == "redirectaddress" or (code != "redirecturl" and "@" in value and "://" not in value):
-                kind = ValueKind.EMAIL
-            else:
-                kind = ValueKind.URL
+def _error_code(children: list[tuple[Element, str, str]]) -> str:
+    code = next(((c, f) for c, local, f in children if local == "ErrorCode"), None)
+    return "" if code is None else (_value_text(*code) or "").strip()
+
+
+def _response(item: Element, prefix: str, out: Found) -> bool:
+    """One `UserResponse`/`DomainResponse`; True when its `ErrorCode` is an error.
+
+    `RedirectTarget` is read as exchangelib reads it: an address after `RedirectAddress`, a URL
+    after `RedirectUrl`, the code compared exactly (a URL under RedirectAddress is then no
+    mailbox, and malformed). Under any other code no exchangelib follows it, but it is judged all
+    the same, as what it looks like.
+    """
+    children = _checked(item, prefix)
+    code = _error_code(children)
+    for child, local, field in children:
+        if local == "RedirectTarget":
+            value = _value_text(child, field)
+            if value is None or not value.strip():
+                continue
+            kind = _REDIRECT_KINDS.get(code)
+            if kind is None:  # followed by no exchangelib; judged as what it looks like for other readers
+                kind = ValueKind.EMAIL if "@" in value and "://" not in value else ValueKind.URL
             out.add(child, field, Role.REDIRECT, child, kind=kind)
-        elif tag == setting_tags[0]:
-            for setting in child:
-                if name(setting).key == setting_tags[1]:
-                    _setting(setting, field + "/", out)
-    return code not in _NO_ERROR and code not in _REDIRECTS
+        elif local.endswith("Settings"):
+            for setting, _, _ in _checked(child, field + "/"):
+                _setting(setting, field + "/", out)
+        elif local.endswith("SettingErrors"):
+            for error, _, error_field in _checked(child, field + "/"):
+                for leaf_element, _, leaf_field in _checked(error, error_field + "/"):
+                    leaf(leaf_element, leaf_field)
+        else:
+            leaf(child, field)
+    return code not in _NO_ERRORS and code not in _REDIRECT_KINDS
 
 
-def _message(message: Element, names: tuple[str, str, str, str], out: Found) -> bool:
+def _message(message: Element, out: Found) -> bool:
     """A GetUserSettings/GetDomainSettings message; True when any `ErrorCode` is an error."""
     error = False
-    for response in kids(message, "response"):
-        for child in response:
-            tag = name(child).key
-            if tag == "errorcode":
-                error = leaf(child, "Response/ErrorCode").strip().lower() not in _NO_ERROR or error
-            elif tag == names[0]:
-                for item, item_name, field in named_children(child, ""):
-                    if item_name.key == names[1]:
-                        error = _response(item, field + "/", names[2:], out) or error
+    for response, _, path in _checked(message, ""):
+        children = _checked(response, "" if path == "Response" else path + "/")
+        code = _error_code(children)
+        error = code not in _NO_ERRORS or error
+        for child, local, _ in children:
+            if local.endswith("Responses"):
+                for item, _, field in _checked(child, ""):
+                    error = _response(item, field + "/", out) or error
+            else:
+                leaf(child, local)
     return error
 
 
@@ -203,20 +295,21 @@ def _read(body: bytes) -> tuple[Found, bool]:
     if root_name.key != "envelope" or root_name.ns != SOAP_NS:
         raise MalformedDocument(f"root element is <{{{root_name.ns}}}{root_name.local}>, not a SOAP 1.1 Envelope")
     bodies = [b for b in kids(root, "body") if name(b).ns == SOAP_NS]
-    if not bodies:
-        raise MalformedDocument("SOAP Envelope without a Body")
+    if len(bodies) != 1:
+        raise MalformedDocument(f"SOAP Envelope with {len(bodies)} Body elements, expected one")
     out = Found(root)
     error = False
-    for soap_body in bodies:
-        for message in soap_body:
-            message_name = name(message)
-            if message_name.ns == SOAP_NS and message_name.key == "fault":
-                error = True
-            elif message_name.ns == SVC_NS and message_name.key in _MESSAGES:
-                error = _message(message, _MESSAGES[message_name.key], out) or error
-            else:
-                raise MalformedDocument(
-                    f"unexpected SOAP body element <{{{message_name.ns}}}{message_name.local}>")
+    messages = list(bodies[0])
+    if len(messages) != 1:
+        raise MalformedDocument(f"SOAP Body with {len(messages)} elements, expected one message or Fault")
+    message = messages[0]
+    message_name = name(message)
+    if message_name.ns == SOAP_NS and message_name.key == "fault":
+        error = True
+    elif message_name.ns == SVC_NS and message_name.local in _MESSAGES:
+        error = _message(message, out)
+    else:
+        raise MalformedDocument(f"unexpected SOAP body element <{{{message_name.ns}}}{message_name.local}>")
     return out, error
 
 

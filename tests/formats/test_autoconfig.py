@@ -243,10 +243,12 @@ def test_element_names_match_case_insensitively_like_the_draft_lower_case_addres
         ("imap.contoso.com", H, Role.IMAP, "emailProvider/IncomingServer/HostName", 993, TLS)]
 
 
-def test_empty_values_are_not_suggestions_and_comments_do_not_split_a_host() -> None:
+def test_empty_values_are_not_suggestions_and_a_comment_inside_a_host_is_malformed() -> None:
     body = _doc("<incomingServer type='imap'><hostname> </hostname><url/></incomingServer>"
-                "<outgoingServer type='smtp'><hostname>smtp.<!-- x -->evil.net</hostname></outgoingServer>")
+                "<outgoingServer type='smtp'><hostname>smtp.evil.net</hostname></outgoingServer>")
     assert [s.value for s in autoconfig.parse(body).suggestions] == ["smtp.evil.net"]
+    with pytest.raises(MalformedDocument, match="comment"):
+        autoconfig.parse(body.replace(b"smtp.evil", b"smtp.<!-- x -->evil"))
 
 
 @pytest.mark.parametrize("name", sorted(VIOLATING))

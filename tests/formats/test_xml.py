@@ -24,7 +24,10 @@ XML_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.xml"))
 # fixtures the reader must refuse: broken on purpose, or carrying entities
 REFUSED = {"autoconfig__truncated.xml", "autoconfig__xxe_external_entity.xml", "pox__entity_expansion.xml",
            "pox__truncated.xml"}
-READABLE = sorted(set(XML_FIXTURES) - REFUSED)
+# well-formed, but a comment or processing instruction splits a value's text: refused by read_xml only
+SPLIT_TEXT = {"autoconfig__comment_inside_hostname.xml", "pox__pi_inside_server.xml",
+              "soap__comment_inside_ews_url.xml"}
+READABLE = sorted(set(XML_FIXTURES) - REFUSED - SPLIT_TEXT)
 PLIST_DOCTYPE = b'<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">'
 HOSTILE = (
     b'<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>',
@@ -49,7 +52,7 @@ def _tree(name_: str) -> Element | None:
 
 
 def test_exactly_the_hostile_and_broken_fixtures_are_refused() -> None:
-    assert {n for n in XML_FIXTURES if _tree(n) is None} == REFUSED
+    assert {n for n in XML_FIXTURES if _tree(n) is None} == REFUSED | SPLIT_TEXT
 
 
 @pytest.mark.parametrize("name_", sorted(REFUSED))
@@ -58,9 +61,11 @@ def test_the_span_reader_refuses_the_same_fixtures(name_: str) -> None:
         element_spans((FIXTURES / name_).read_bytes())
 
 
-def test_text_split_by_comments_cdata_and_references_is_joined() -> None:
-    root = read_xml(b"<a><h>mail.<!-- x -->contoso<![CDATA[.com]]>&#46;</h></a>")
+def test_text_split_by_cdata_and_references_is_joined_and_by_a_comment_is_malformed() -> None:
+    root = read_xml(b"<a><h>mail.contoso<![CDATA[.com]]>&#46;</h></a>")
     assert text(root[0]) == "mail.contoso.com."
+    with pytest.raises(MalformedDocument, match="comment"):
+        read_xml(b"<a><h>mail.<!-- x -->contoso.com</h></a>")
 
 
 def test_text_longer_than_the_expat_buffer_arrives_whole() -> None:
