@@ -7,10 +7,22 @@ usable settings remain (formats.md §1, §1b, §1c).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 
 from guard.errors import MalformedDocument
-from guard.formats._xml import Element, Span, element_spans, name, named_children, ordinals, read_xml, splice, text
+from guard.formats._xml import (
+    Element,
+    Name,
+    Span,
+    element_spans,
+    name,
+    named_children,
+    ordinals,
+    read_xml,
+    splice,
+    text,
+)
 from guard.formats.base import port_text
 from guard.model import Reply, Role, Suggestion, Transport, ValueKind
 
@@ -128,7 +140,11 @@ def responses(root: Element, schema_ns: str) -> Iterator[tuple[Element, str]]:
     not read) are all malformed rather than judged as one client would read them.
     """
     root_name = name(root)
-    if root_name.key != "autodiscover" or root_name.ns != BASE_NS:
+    # Horde's ActiveSync server (and EAS code that copied it) writes a root without a namespace
+    # around a Response prefixed in the mobilesync one: devices read only the Response, so it has
+    # one reading, and is accepted for that schema alone.
+    bare_root = root_name.ns == "" and schema_ns == MOBILESYNC_NS
+    if root_name.key != "autodiscover" or (root_name.ns != BASE_NS and not bare_root):
         raise MalformedDocument(
             f"root element is <{{{root_name.ns}}}{root_name.local}>, not a POX Autodiscover answer")
     foreign = next(tag for ns, tag in _SHAPES.items() if ns != schema_ns)
@@ -147,6 +163,18 @@ def responses(root: Element, schema_ns: str) -> Iterator[tuple[Element, str]]:
         yield child, "" if path == child_name.local else path + "/"
     if not found:
         raise MalformedDocument("Autodiscover answer without a Response")
+
+
+def once(children: Sequence[tuple[Element, Name, str]], singletons: frozenset[str]) -> None:
+    """Refuse a repeated singleton element (lower-cased names in `singletons`): a reader taking the
+    first and one taking the last would act on different values, as with duplicate JSON keys."""
+    seen: set[str] = set()
+    for _, child_name, field in children:
+        key = child_name.key
+        if key in singletons:
+            if key in seen:
+                raise MalformedDocument(f"{field}: <{child_name.local}> appears more than once")
+            seen.add(key)
 
 
 def cut(
@@ -175,17 +203,39 @@ def cut(
         if container is not None:
             members.setdefault(spans[container], []).append(span(suggestion))
     cuts = [span(s) for s in drop]
+    cover = _Cover(cuts)
     for outer, inside in members.items():
-        if all(_within(inner, cuts) for inner in inside):
+        if all(cover.holds(inner) for inner in inside):
             cuts.append(outer)
-    kept = [s for s, container in found.items if container is not None and not _within(span(s), cuts)]
+    cover = _Cover(cuts)
+    kept = [s for s, container in found.items if container is not None and not cover.holds(span(s))]
     if not any(usable is None or usable(s) for s in kept):
         return None
     return splice(body, cuts)
 
 
-def _within(span: Span, cuts: Sequence[Span]) -> bool:
-    return any(start <= span[0] and span[1] <= end for start, end in cuts)
+class _Cover:
+    """Which spans lie inside one of a set of cuts, in O(log n) per question.
+
+    Element spans nest or are disjoint, so the outermost cuts are disjoint and sorted by start:
+    a span is covered iff the last outermost cut starting at or before it also ends after it.
+    (The former pairwise test was quadratic in the answer's size.)
+    """
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, cuts: Sequence[Span]) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for start, end in sorted(cuts, key=lambda c: (c[0], -c[1])):
+            if self.ends and end <= self.ends[-1]:
+                continue  # nested in the previous outermost cut
+            self.starts.append(start)
+            self.ends.append(end)
+
+    def holds(self, span: Span) -> bool:
+        i = bisect_right(self.starts, span[0]) - 1
+        return i >= 0 and span[1] <= self.ends[i]
 
 
 def error_reply(response_ns: str | None, code: int, message: str) -> Reply:

@@ -139,8 +139,12 @@ _URLSAFE = str.maketrans("-_", "+/")
 
 
 def _b64_json(text: str) -> Any:
-    """base64 or base64url (padding optional) → JSON; raises ValueError or UntrustedInputError."""
-    text = text.strip()
+    """base64 or base64url (padding optional) → JSON; raises ValueError or UntrustedInputError.
+
+    Whitespace anywhere is dropped first, as lenient decoders (browsers' `atob`, .NET's
+    `Convert.FromBase64String`) drop it: otherwise a line-wrapped header decodes to nothing here
+    and to hosts there."""
+    text = "".join(text.split())
     raw = base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
     return load_json(raw)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guard.formats._exchange import MOBILESYNC_NS, Found, cut, error_reply, leaf, read_answer
+from guard.formats._exchange import MOBILESYNC_NS, Found, cut, error_reply, leaf, once, read_answer
 from guard.formats._xml import Element, kid, named_children
 from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
@@ -33,21 +33,30 @@ from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
 NAME = "mobilesync"
 
 
+# Elements a device reads one of (MS-ASCMD §2.2.3): a second copy is malformed.
+_SERVER_ONCE = frozenset({"type", "url", "name", "serverdata"})
+_ACTION_ONCE = frozenset({"redirect", "settings", "error"})
+
+
 def _server(server: Element, path: str, out: Found) -> None:
-    """One `Settings/Server`: `Url` always, `Name` when it is a MobileSync server."""
+    """One `Settings/Server`: `Url` always, `Name` when its one `Type` (before or after it) is
+    MobileSync; a CertEnroll `Name` is free text ("Certificate Server"), not a place to go."""
+    children = named_children(server, path + "/")
+    once(children, _SERVER_ONCE)
     kind = kid(server, "type")
     mobile = kind is not None and leaf(kind, path + "/Type").strip().lower() == "mobilesync"
     role = Role.EAS if mobile else Role.OTHER
-    for child, child_name, field in named_children(server, path + "/"):
-        tag = child_name.key
-        if tag == "url" or (tag == "name" and mobile):
+    for child, child_name, field in children:
+        if child_name.key == "url" or (child_name.key == "name" and mobile):
             out.add(child, field, role, server, container=server)
 
 
 def _action(action: Element, prefix: str, out: Found) -> bool:
     """Suggestions of one `Action`; True when it carries an `Error`."""
     error = False
-    for child, child_name, field in named_children(action, prefix):
+    children = named_children(action, prefix)
+    once(children, _ACTION_ONCE)
+    for child, child_name, field in children:
         tag = child_name.key
         if tag == "redirect":
             out.add(child, field, Role.REDIRECT, child, kind=ValueKind.EMAIL)

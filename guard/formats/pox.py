@@ -11,8 +11,10 @@ Suggestions: every `Protocol` `Server` (host, IP, `GUID@domain`, or a URL for WE
 `Port` and `SSL`/`Encryption`; the absolute URL elements (ASUrl, EwsUrl, EmwsUrl, EwsPartnerUrl,
 OOFUrl, OABUrl, UMUrl, SharingUrl, EcpUrl — not the relative `EcpUrl-*` fragments); mapiHttp
 `MailStore`/`AddressBook` URLs; `Internal`/`External` `OWAUrl` and their nested `Protocol`;
-`PublicFolderServer`, `AD`, `CertPrincipalName`; `RedirectAddr`/`RedirectUrl` whatever `Action`
-says (Thunderbird acts on `RedirectAddr` by its mere presence); and the mailbox addresses Outlook
+`PublicFolderServer`, `AD`, `CertPrincipalName` (a certificate principal, `msstd:<host>`; the
+value `None` Exchange 2013 documents means there is none); `Account/Image` and `ServiceHome`;
+`RedirectAddr`/`RedirectUrl` whatever `Action` says (Thunderbird acts on `RedirectAddr` by its mere
+presence); and the mailbox addresses Outlook
 runs Autodiscover for next with the same credentials (`PublicFolderInformation/SmtpAddress`,
 `AlternativeMailbox/SmtpAddress` and its `Server`).
 
@@ -84,6 +86,9 @@ _MAPI_HTTP = ("mailstore", "addressbook")  # Protocol Type="mapiHttp" (formats.m
 _MAPI_URLS = ("internalurl", "externalurl")
 _REDIRECTS = {"redirectaddr": ValueKind.EMAIL, "redirecturl": ValueKind.URL}  # formats.md §1.5
 _MAILBOXES = ("publicfolderinformation", "alternativemailbox")
+# Account-level URLs (MS-OXDSCLI §2.2.4.1.1.1: Image, the account's picture; ServiceHome, the
+# provider's web page): Outlook fetches both, so a link-local or foreign host there is judged too.
+_ACCOUNT_URLS = ("image", "servicehome")
 
 
 def _transport(ssl: str, encryption: str) -> Transport:
@@ -124,8 +129,9 @@ def _protocol(protocol: Element, path: str, top: Element, out: Found) -> None:
             out.add(child, field, _URLS[tag], child, container=top, kind=ValueKind.URL)
         elif tag in _DIRECTORY:
             out.add(child, field, Role.DIRECTORY, child, container=top, kind=ValueKind.HOST)
-        elif tag == "certprincipalname":  # msstd:<host> (formats.md §1.4)
-            out.add(child, field, role, child, container=top, kind=ValueKind.HOST)
+        elif tag == "certprincipalname":  # msstd:<host> (formats.md §1.4); "None": no principal
+            if leaf(child, field).strip().lower() != "none":
+                out.add(child, field, role, child, container=top, kind=ValueKind.HOST)
         elif tag in _MAPI_HTTP:
             for url, url_name, url_field in named_children(child, field + "/"):
                 if url_name.key in _MAPI_URLS:
@@ -150,6 +156,8 @@ def _account(account: Element, prefix: str, out: Found) -> bool:
             out.add(child, field, Role.REDIRECT, child, kind=_REDIRECTS[tag])
         elif tag in _MAILBOXES:
             mailbox(child, field, child, out)
+        elif tag in _ACCOUNT_URLS:
+            out.add(child, field, Role.WEB, child, kind=ValueKind.URL)
         elif tag == "error":
             error = True
     return error

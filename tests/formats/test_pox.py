@@ -252,7 +252,7 @@ def test_relative_fragments_dns_names_and_user_fields_are_not_suggestions() -> N
         "<EcpUrl-um>?rfr=olk&amp;realm=evil.net</EcpUrl-um><EcpUrl-tm>https://evil.net/tm</EcpUrl-tm>"
         "<LoginName>user@evil.net</LoginName><DomainName>evil.net</DomainName><AuthPackage>ntlm</AuthPackage>"
         "<NetworkRequirements><IPv4Start>10.0.0.1</IPv4Start></NetworkRequirements>"
-    ) + "<Image>https://evil.net/logo.png</Image><ServiceHome>https://evil.net/</ServiceHome>")
+    ))
     assert [s.value for s in pox.parse(body).suggestions] == ["mail.contoso.com"]
 
 
