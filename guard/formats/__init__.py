@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
+from guard.formats._json import claimed_formats
 from guard.formats.base import Format
 from guard.model import Parsed, Reply, Suggestion
 
@@ -121,6 +122,8 @@ def sniff_body(body: bytes) -> str | None:
         # Every known key anywhere in the body votes: a body with keys of two formats (adv2's
         # `Url` beside AutoDetect's `protocols`) would be judged as one and acted on as the other.
         claims = {_JSON_KEYS[m.group(1)] for m in _JSON_KEY.finditer(body, 0, MAX_SNIFF_JSON)}
+        if b"\\u" in body:  # `"prot\u006fcols"` hides from the byte scan: vote on the decoded keys too
+            claims |= claimed_formats(body)
         if len(claims) > 1:
             return AMBIGUOUS.name
         return claims.pop() if claims else None

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any, TypeVar
 
-from guard.errors import BodyTooLarge, MalformedDocument
+from guard.errors import BodyTooLarge, MalformedDocument, UntrustedInputError
 from guard.model import Parsed, Suggestion
 
 # AutoDetect and Autodiscover v2 answers are under 4 KB; a DoH JSON answer is bounded by the
@@ -183,6 +183,38 @@ def expect(obj: dict[str, Any], key: str, path: str, kind: type[T]) -> T:
 def as_obj(value: Any, path: str) -> dict[str, Any]:
     """A list item or document root that must be an object."""
     return as_type(value, dict, path)
+
+
+# The top-level keys that identify each JSON format (formats.md §2, §3, §5), lower-case. Format
+# sniffing reads raw bytes, where `"prot\u006fcols"` is no key it knows; the reader then sees
+# the decoded object. So each reader refuses the others' keys: a body that one reader would
+# judge and another act on is malformed, whichever way it was sniffed.
+FORMAT_KEYS = {
+    "adv2": frozenset({"protocol", "url", "errorcode"}),
+    "autodetect": frozenset({"protocols", "services"}),
+    "srv": frozenset({"status", "answer", "question"}),
+}
+
+
+def refuse_foreign_keys(root: dict[str, Any], own: str) -> None:
+    """Raise MalformedDocument when `root` carries a key of another JSON format than `own`."""
+    for key in root:
+        low = key.lower()
+        for other, keys in FORMAT_KEYS.items():
+            if other != own and low in keys:
+                raise MalformedDocument(f"key {key[:40]!r} belongs to the {other} format, not {own}")
+
+
+def claimed_formats(body: bytes) -> set[str]:
+    """The JSON formats whose keys the decoded top level of `body` carries (none if unreadable):
+    format sniffing's second look when escapes could hide a key from the byte scan."""
+    try:
+        root = load_json(body)
+    except (UntrustedInputError, RecursionError):
+        return set()
+    if not isinstance(root, dict):
+        return set()
+    return {fmt for key in root for fmt, keys in FORMAT_KEYS.items() if key.lower() in keys}
 
 
 def dump_json(value: Any) -> bytes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
-from guard.formats._json import as_obj, dump_json, load_json, optional
+from guard.formats._json import as_obj, dump_json, load_json, optional, refuse_foreign_keys
 from guard.formats.base import Format
 from guard.model import Parsed, Reply, Role, Suggestion, ValueKind
 
@@ -41,6 +41,7 @@ _ROLES = {
 def parse(body: bytes) -> Parsed:
     """Read a v2 answer: a `Url` suggestion, or an error answer without one."""
     root = as_obj(load_json(body), "")
+    refuse_foreign_keys(root, NAME)
     protocol = optional(root, "Protocol", "", str)
     url = optional(root, "Url", "", str)
     error = optional(root, "ErrorCode", "", str)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from guard.errors import MalformedDocument, UntrustedInputError
-from guard.formats._json import as_obj, drop_items, expect, find_key, join, load_json, optional
+from guard.formats._json import as_obj, drop_items, expect, find_key, join, load_json, optional, refuse_foreign_keys
 from guard.formats.base import MAX_PORT, Format
 from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
@@ -105,6 +105,7 @@ def _service(entry: dict[str, Any], path: str, index: int) -> Iterator[Suggestio
 def parse(body: bytes) -> Parsed:
     """Read an AutoDetect answer; an answer with no entries at all is AutoDetect's "nothing known"."""
     root = as_obj(load_json(body), "")
+    refuse_foreign_keys(root, NAME)
     optional(root, "email", "", str)
     if find_key(root, "protocols") is None and find_key(root, "services") is None:
         raise MalformedDocument("neither protocols nor services: not an AutoDetect answer")

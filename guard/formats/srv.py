@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from guard.errors import MalformedDocument
-from guard.formats._json import as_obj, drop_items, dump_json, expect, join, load_json, optional
+from guard.formats._json import as_obj, drop_items, dump_json, expect, join, load_json, optional, refuse_foreign_keys
 from guard.formats.base import Format
 from guard.model import Locator, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
@@ -107,6 +107,7 @@ def _record(item: Any, path: str, index: int) -> Suggestion | None:
 def parse(body: bytes) -> Parsed:
     """Read a DoH JSON answer: one suggestion per SRV record with a real target."""
     root = as_obj(load_json(body), "")
+    refuse_foreign_keys(root, NAME)
     status = expect(root, "Status", "", int)
     for flag in _FLAGS:
         optional(root, flag, "", bool)
