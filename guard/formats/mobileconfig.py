@@ -12,8 +12,8 @@ are judged too. A principal URL that is only a path is resolved against the payl
 names no host of its own, so it is not a suggestion. `…UseSSL`/`SSL` true is reported as TLS:
 the key says "encrypt", not whether by STARTTLS (as on port 587) or implicit TLS.
 
-A signed profile is CMS SignedData (RFC 5652, DER, first byte 0x30) with the XML plist inside.
-Its plist is extracted and judged, but it cannot be rewritten: removing a payload breaks the
+A signed profile is CMS SignedData (RFC 5652, DER or streamed BER, first byte 0x30) with the XML
+plist as its encapsulated content. The plist is decoded (asn1crypto) and judged, but it cannot be rewritten: removing a payload breaks the
 signature, and re-signing is impossible. Its suggestions carry an empty locator and `rewrite`
 returns None, so the engine blocks or passes it whole.
 
@@ -34,6 +34,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
+
+from asn1crypto import cms
 
 from guard.errors import MalformedDocument
 from guard.formats._xml import Element, cut_units, name, ordinals, read_xml, text
@@ -165,6 +167,16 @@ _PAYLOADS: dict[str, tuple[_Field, ...]] = {
     "com.apple.ldap.account": (
         ("LDAPAccountHostName", None, "LDAPAccountUseSSL", ValueKind.HOST, Role.DIRECTORY),
     ),
+    # Mail-in-a-Box's profile adds a Home Screen link to its webmail (Apple: WebClip, `URL`)
+    "com.apple.webClip.managed": (
+        ("URL", None, None, ValueKind.URL, Role.WEB),
+    ),
+    # a client identity or intermediate certificate an account payload names by
+    # PayloadCertificateUUID: no host. A root (`com.apple.security.root`) is not among them: a
+    # discovery answer has no business making the device trust a new authority.
+    "com.apple.security.pkcs12": (),
+    "com.apple.security.pkcs1": (),
+    "com.apple.security.pem": (),
 }
 _MAIL_TYPES = {"EmailTypeIMAP": Role.IMAP, "EmailTypePOP": Role.POP3}
 
@@ -216,9 +228,17 @@ def _names_a_host(value: str) -> bool:
 
 
 def _payload(payload: _Dict, field: str, locator: tuple[int, ...]) -> list[Suggestion]:
-    fields = _PAYLOADS.get(_string(payload, "PayloadType", field) or "")
+    """A payload's suggestions; a payload type the guard does not read is malformed.
+
+    A discovery-served profile sets up mail accounts (and the certificates they name). Any other
+    payload (subscribed calendars with credentials, a managed DNS-over-HTTPS server, VPN,
+    proxies, root certificates) is a place the device would go or an authority it would trust
+    that the guard would not judge, so the profile is refused rather than passed half-read.
+    """
+    payload_type = _string(payload, "PayloadType", field) or ""
+    fields = _PAYLOADS.get(payload_type)
     if fields is None:
-        return []
+        raise MalformedDocument(f"{field}.PayloadType: {payload_type[:60]!r} is not an account payload the guard reads")
     found: list[Suggestion] = []
     for key, port_key, ssl_key, kind, fixed_role in fields:
         value = _string(payload, key, field)
@@ -238,22 +258,26 @@ def _signed(body: bytes) -> bool:
 
 
 def _plist(body: bytes) -> bytes:
-    """The XML plist itself: the body, or the eContent embedded in a signed profile.
+    """The XML plist itself: the body, or the encapsulated content of a signed profile.
 
-    Exactly one plist may appear: a second one (a decoy in some other DER field) would let the
-    guard judge one document while the device installs another. The DER headers around the
-    eContent hold control bytes that XML forbids, so a cut through them fails to parse.
+    A signed profile is decoded as CMS (RFC 5652) with asn1crypto, in DER or in the streamed,
+    indefinite-length BER encoding (`openssl cms -sign -stream`, some MDM servers), whose content
+    arrives as a chunked OCTET STRING that no byte slice reads whole. Only the content a device
+    installs is judged: `signedData` with `data` content, attached, and nothing after it.
     """
     if not _signed(body):
         return body
-    if body.count(b"<plist") != 1 or body.count(b"</plist>") != 1:
-        raise MalformedDocument("signed profile without exactly one embedded XML plist")
-    root = body.index(b"<plist")
-    declaration = body.rfind(b"<?xml", 0, root)
-    end = body.index(b"</plist>") + len(b"</plist>")
-    if end < root:
-        raise MalformedDocument("signed profile: </plist> before <plist>")
-    return body[declaration if declaration >= 0 else root:end]
+    try:
+        info = cms.ContentInfo.load(body, strict=True)
+        if info["content_type"].native != "signed_data":
+            raise MalformedDocument(f"signed profile: CMS content type {info['content_type'].native!r}")
+        encap = info["content"]["encap_content_info"]
+        content = encap["content"].native if encap["content_type"].native == "data" else None
+    except (ValueError, TypeError, KeyError) as exc:  # asn1crypto's decoding errors
+        raise MalformedDocument(f"signed profile: not a CMS structure ({type(exc).__name__})") from None
+    if not isinstance(content, bytes) or not content:
+        raise MalformedDocument("signed profile without attached data content")
+    return content
 
 
 def _read(body: bytes) -> list[tuple[Element, Suggestion]]:

@@ -107,7 +107,7 @@ EAS = _payload("com.apple.eas.account", """<key>Host</key><string>eas.contoso.co
 LDAP = _payload("com.apple.ldap.account", """<key>LDAPAccountHostName</key><string>ldap.contoso.com</string>
       <key>LDAPAccountUseSSL</key><true/>
       <key>LDAPSearchSettings</key><array><dict><key>LDAPSearchSettingScope</key><string>x</string></dict></array>""")
-CERT = _payload("com.apple.security.root", """<key>PayloadContent</key><data>AAEC</data>
+CERT = _payload("com.apple.security.pkcs1", """<key>PayloadContent</key><data>AAEC</data>
       <key>PayloadExpirationDate</key><date>2027-01-01T00:00:00Z</date>
       <key>Weight</key><real>-1.5e3</real>""")
 
