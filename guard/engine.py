@@ -17,6 +17,7 @@ from guard.formats import Format, detect
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 from guard.mx import MxAnswer, mx_evidence
 from guard.names import InvalidHost, User, target_of
+from guard.ownership import owner_evidence
 from guard.policy import Policy
 from guard.rules import RuleAction
 
@@ -109,6 +110,10 @@ def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
                     foreign = replace(foreign, evidence=(*foreign.evidence, mx.describe(user.domain)))
             if foreign is not None:
                 found.append(foreign)
+            elif user is not None:  # trusted for any tenant (Microsoft 365, Exchange hybrid): the log says so
+                why = owner_evidence(user.domain, target.host, policy.trust) or ""
+                if why.startswith("weak"):
+                    notes.append(f"{target.host}: {why}")
         for soft in (rules.idn_lookalike(subject), rules.plaintext(subject)):
             if soft is not None:
                 found.append(soft)

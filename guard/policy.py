@@ -23,6 +23,7 @@ from guard.mx import MxSettings, parse_resolver
 from guard.names import InvalidHost, normalise_host
 from guard.ownership import Trust, TrustEntry
 from guard.rules.catalogue import DEFAULT_ACTIONS, RULES, RuleAction
+from guard.suffixwarn import warn_public_suffix_hosts
 
 POLICY_VERSION = 1
 
@@ -284,6 +285,7 @@ def _entry(node: Located, name_key: str, domains_key: str, extra: frozenset[str]
     hosts = tuple(_host(h) for h in strings(keys["hosts"]))
     if not domains or not hosts:
         raise node.error(f"{domains_key!r} and 'hosts' must not be empty")
+    warn_public_suffix_hosts(zip(items(keys["hosts"]), hosts, strict=True))
     for host_node, host in zip(items(keys["hosts"]), hosts, strict=True):
         if "." not in host:
             raise host_node.error("a trusted host must be a domain, not a bare top-level label")

@@ -4,7 +4,8 @@ The plist is read strictly over the element tree: `<plist>` holds one `<dict>`; 
 `<key>`/value pairs (a duplicate key is malformed, since the guard and the device could each
 pick a different one); values are `string`, `integer`, `real`, `true`, `false`, `date`, `data`,
 `array` or `dict` and nothing else. The DOCTYPE Apple writes (no internal subset) is allowed.
-The account payloads in the top-level `PayloadContent` array carry the servers:
+The account payloads in the top-level `PayloadContent` array carry the servers (any other
+payload type, except the certificates an account names, makes the profile malformed):
 `com.apple.mail.managed` (IMAP/POP incoming, SMTP outgoing), `com.apple.eas.account`,
 `com.apple.ews.account` (internal and external host), `com.apple.caldav.account`,
 `com.apple.carddav.account` and `com.apple.ldap.account`; their OAuth sign-in and token URLs
@@ -13,9 +14,9 @@ names no host of its own, so it is not a suggestion. `…UseSSL`/`SSL` true is r
 the key says "encrypt", not whether by STARTTLS (as on port 587) or implicit TLS.
 
 A signed profile is CMS SignedData (RFC 5652, DER or streamed BER, first byte 0x30) with the XML
-plist as its encapsulated content. The plist is decoded (asn1crypto) and judged, but it cannot be rewritten: removing a payload breaks the
-signature, and re-signing is impossible. Its suggestions carry an empty locator and `rewrite`
-returns None, so the engine blocks or passes it whole.
+plist as its encapsulated content. The plist is decoded (asn1crypto) and judged, but it cannot
+be rewritten: removing a payload breaks the signature, and re-signing is impossible. Its
+suggestions carry an empty locator and `rewrite` returns None, so the engine blocks or passes it whole.
 
 Rewrite unit: one payload `<dict>` of `PayloadContent`. No rewrite once no payload with a server
 would remain: a profile without its accounts is not what the user asked to install.
