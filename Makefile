@@ -67,7 +67,7 @@ bench: venv
 ## fuzz: a longer hypothesis run (FUZZ_EXAMPLES per property, default 20000) over every parser, the
 ## decoder, the log scrubber and the normaliser; prints examples and time per property, then a summary
 FUZZ_EXAMPLES ?= 20000
-FUZZ_TESTS := tests/test_fuzz.py tests/formats tests/test_names.py tests/test_decode.py tests/test_log.py
+FUZZ_TESTS := tests/test_fuzz.py tests/formats tests/test_names.py tests/test_decode.py tests/test_log.py tests/test_differential.py
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest $(FUZZ_TESTS) \
 	    -p no:cacheprovider -q --timeout 3600 --hypothesis-show-statistics
