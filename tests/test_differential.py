@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from guard.errors import UntrustedInputError
 from guard.formats import by_name
 from guard.formats._xml import read_xml
-from guard.model import ValueKind
+from guard.model import Role, Suggestion, ValueKind
 from guard.names import InvalidHost, User, target_of
-from tests.conftest import FIXTURES, examples, indexed_fixtures
+from tests.conftest import FIXTURES, IndexedFixture, examples, indexed_fixtures
 from tests.oracles import (
     WhatwgUrl,
     exchangelib_soap_hosts,
@@ -64,7 +64,7 @@ def _et_leaf_texts(body: bytes, allow_doctype: bool) -> list[str] | None:
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.format == "soap"], ids=lambda c: c.file)
-def test_every_host_exchangelib_reads_from_a_soap_fixture_is_judged_or_refused(case) -> None:  # type: ignore[no-untyped-def]
+def test_every_host_exchangelib_reads_from_a_soap_fixture_is_judged_or_refused(case: IndexedFixture) -> None:
     body = case.path.read_bytes()
     user = User.from_address(case.user)
     oracle, guard = exchangelib_soap_hosts(body), guard_hosts(SOAP, body, user)
@@ -72,7 +72,7 @@ def test_every_host_exchangelib_reads_from_a_soap_fixture_is_judged_or_refused(c
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.file.endswith(".xml")], ids=lambda c: c.file)
-def test_every_xml_fixture_reads_the_same_text_in_lxml_or_is_refused(case) -> None:  # type: ignore[no-untyped-def]
+def test_every_xml_fixture_reads_the_same_text_in_lxml_or_is_refused(case: IndexedFixture) -> None:
     body = case.path.read_bytes()
     ours = _et_leaf_texts(body, allow_doctype=case.format == "mobileconfig")
     theirs = lxml_leaf_texts(body)
@@ -80,7 +80,7 @@ def test_every_xml_fixture_reads_the_same_text_in_lxml_or_is_refused(case) -> No
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.format == "mobileconfig"], ids=lambda c: c.file)
-def test_every_host_plistlib_reads_from_a_profile_fixture_is_judged_or_refused(case) -> None:  # type: ignore[no-untyped-def]
+def test_every_host_plistlib_reads_from_a_profile_fixture_is_judged_or_refused(case: IndexedFixture) -> None:
     body = case.path.read_bytes()
     user = User.from_address(case.user)
     oracle, guard = plistlib_hosts(body), guard_hosts(MOBILECONFIG, body, user)
@@ -98,7 +98,8 @@ def test_the_streamed_signed_profile_yields_what_plistlib_reads_from_its_content
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.file)
-def test_every_http_url_in_a_fixture_has_the_host_node_reads_or_is_refused(case, whatwg: WhatwgUrl) -> None:  # type: ignore[no-untyped-def]
+def test_every_http_url_in_a_fixture_has_the_host_node_reads_or_is_refused(case: IndexedFixture,
+                                                                       whatwg: WhatwgUrl) -> None:
     fmt = by_name(case.format)
     user = User.from_address(case.user)
     try:
@@ -112,8 +113,6 @@ def test_every_http_url_in_a_fixture_has_the_host_node_reads_or_is_refused(case,
 
 
 def _assert_url_agrees(url: str, whatwg: WhatwgUrl, user: User, kind: ValueKind = ValueKind.URL) -> None:
-    from guard.model import Role, Suggestion
-
     try:
         ours = target_of(Suggestion(url, kind, Role.OTHER, "Url"), user).host
     except InvalidHost:
@@ -128,8 +127,8 @@ _URL_PIECES = st.tuples(
     st.sampled_from(["", "\x01", " ", "\t", "\x00", "\x1f "]),
     st.sampled_from(["https://", "https:", "https:/", "HTTPS://", "https:\\\\", "http://", "https:///", "hTtP:\\/"]),
     st.sampled_from(["", "user@", "mail.contoso.com@", "a:b@", "x\\@", "u@v@"]),
-    st.sampled_from(["mail.contoso.com", "evil.net", "０ｘ７ｆ.０.０.１", "127.1", "0x7f.1", "[::1]", "[::ffff:127.0.0.1]",
-                     "xn--cntoso-i0e.com", "MAIL.Contoso.COM.", "a%2eb.com", "évil.net", "ex\tample.com",
+    st.sampled_from(["mail.contoso.com", "evil.net", "０ｘ７ｆ.０.０.１", "127.1", "0x7f.1", "[::1]",
+                     "[::ffff:127.0.0.1]", "xn--cntoso-i0e.com", "MAIL.Contoso.COM.", "a%2eb.com", "évil.net", "ex\tample.com",
                      "mail．contoso．com", "2130706433", "ｍａｉｌ.contoso.com"]),
     st.sampled_from(["", ":443", ":", ":0443", ":99999"]),
     st.sampled_from(["/", "\\evil.net/", "?x@evil.net", "#@evil.net", "/@evil.net", "", "\\@evil.net/", "/ews\n"]),
@@ -158,7 +157,7 @@ _SETTING_PARTS = st.lists(st.sampled_from([
     "<UserSetting><Name>ExternalEwsUrl</Name><Value>https://ews.collector-mail.net<!---->.contoso.com/</Value>"
     "</UserSetting>",
     "<UserSetting><Name>ExternalEwsUrl</Name><Value><!---->https://ews.collector-mail.net/</Value></UserSetting>",
-    f"<UserSetting><Name>EwsSupportedSchemas</Name><Value>Exchange2016</Value></UserSetting>",
+    "<UserSetting><Name>EwsSupportedSchemas</Name><Value>Exchange2016</Value></UserSetting>",
     f"<UserSetting><Name>ExternalEwsUrl</Name><Value i:nil='true'>{_EWS_BAD}</Value></UserSetting>",
     f"<UserSetting><Value>{_EWS_BAD}</Value><Name>ExternalEwsUrl</Name></UserSetting>",
 ]), max_size=4)
