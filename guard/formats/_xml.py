@@ -104,9 +104,13 @@ def read_xml(body: bytes, *, allow_doctype: bool = False) -> Element:
         raise MalformedDocument(f"unknown XML encoding: {exc}") from None
     if body.count(b"<") - body.count(b"</") > MAX_DEPTH:  # more start tags than the cap: look
         _check_depth(root)
-    if b"<!--" in body or body.find(b"<?", 1) >= 0 or b"\x00" in body:  # rare: only such bodies are parsed again
+    if b"<!--" in body or body.find(b"<?", _PROLOG) >= 0 or b"\x00" in body:  # rare: only these are parsed again
         _check_uninterrupted_text(body)
     return root
+
+
+# Where a processing instruction would start that is not the XML declaration (after a UTF-8 BOM).
+_PROLOG = len(b"\xef\xbb\xbf") + 1
 
 
 def _check_uninterrupted_text(body: bytes) -> None:
