@@ -21,7 +21,8 @@ class PublicSuffixHostWarning(UserWarning):
 
 def public_suffix_hosts(hosts: Iterable[tuple[Located, str]]) -> list[tuple[Located, str]]:
     """The (node, normalised host) pairs whose host is a public suffix itself."""
-    return [(node, host) for node, host in hosts if public_suffix(host) == host]
+    # a bare label (`com`) is refused as an error by the policy loader: no warning on top of it
+    return [(node, host) for node, host in hosts if "." in host and public_suffix(host) == host]
 
 
 def warn_public_suffix_hosts(hosts: Iterable[tuple[Located, str]]) -> None:
