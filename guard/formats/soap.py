@@ -138,6 +138,7 @@ _CHILDREN: dict[str, frozenset[str]] = {
                                           "ExternalAccessAllowed", "AnonymousAccessAllowed",
                                           "CanModifyPermissions", "IsDefault"}),
 }
+_NOTHING: frozenset[str] = frozenset()
 _NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 # ErrorCode values that make exchangelib follow `RedirectTarget`, compared exactly as it does.
 _REDIRECT_KINDS = {"RedirectAddress": ValueKind.EMAIL, "RedirectUrl": ValueKind.URL}
@@ -152,21 +153,24 @@ def _checked(element: Element, path: str) -> list[tuple[Element, str, str]]:
     different elements, so the document is malformed. An element whose name has no entry in
     `_CHILDREN` is a leaf and must have no children.
     """
-    allowed = _CHILDREN.get(name(element).local, frozenset())
-    out: list[tuple[Element, str, str]] = []
+    allowed = _CHILDREN.get(name(element).local, _NOTHING)
     seen: set[str] = set()
-    for child, child_name, field in named_children(element, path):
+    repeats = False
+    for child in element:
+        child_name = name(child)
         local = child_name.local
         if child_name.ns != SVC_NS or local not in allowed:
             raise MalformedDocument(
-                f"{field}: <{{{child_name.ns}}}{local}> is not an element exchangelib reads here; "
+                f"{path}{local}: <{{{child_name.ns}}}{local}> is not an element exchangelib reads here; "
                 f"expected one of {sorted(allowed)} in {SVC_NS}")
-        if local in _ONCE:
-            if local in seen:
-                raise MalformedDocument(f"{field}: <{local}> appears more than once")
-            seen.add(local)
-        out.append((child, local, field))
-    return out
+        if local in seen:
+            if local in _ONCE:
+                raise MalformedDocument(f"{path}{local}: <{local}> appears more than once")
+            repeats = True
+        seen.add(local)
+    if repeats:  # collections: fields indexed among repeated siblings (`ProtocolConnection[2]`)
+        return [(child, child_name.local, field) for child, child_name, field in named_children(element, path)]
+    return [(child, name(child).local, path + name(child).local) for child in element]
 
 
 def _value_text(element: Element, field: str) -> str | None:
