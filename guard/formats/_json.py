@@ -230,7 +230,8 @@ def drop_items(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes
     remain, since an answer without servers is no safe remainder. Re-serialising is acceptable
     for JSON: it does not change what any key means.
     """
-    gone = {s.locator for s in drop if s in parsed.suggestions}
+    present = set(parsed.suggestions)  # a set: `in` on the tuple made this quadratic in the answer's size
+    gone = {s.locator for s in drop if s in present}
     if not gone:
         return body
     if all(s.locator in gone for s in parsed.suggestions):
