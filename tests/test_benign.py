@@ -28,4 +28,7 @@ def test_the_corpus_covers_every_server_and_the_formats_they_speak() -> None:
 def test_a_third_party_answer_is_allowed_by_the_default_policy(answer: Path, default_policy: Policy) -> None:
     decision = judge(answer.read_bytes(), User.from_address("alice@contoso.com"), default_policy,
                      url=URLS.get(answer.suffix, ""))
-    assert (decision.verdict, decision.action) == ("allow", Action.ALLOW), decision.findings
+    # allowed: nothing removed or blocked (a `plaintext` warning is logged, not acted on: automua's profile
+    # sets OutgoingMailServerUseSSL false for SMTP on 587)
+    assert decision.verdict == "allow" and decision.action in (Action.ALLOW, Action.WARN), decision.findings
+    assert {f.rule for f in decision.findings} <= {"plaintext"}
