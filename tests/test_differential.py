@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard.errors import UntrustedInputError
-from guard.formats import by_name
+from guard.formats import by_name, detect
 from guard.formats._xml import read_xml
 from guard.model import Role, Suggestion, ValueKind
 from guard.names import InvalidHost, User, target_of
@@ -238,3 +239,22 @@ def test_generated_profiles_name_only_hosts_the_guard_judged(payloads: list[str]
             ).encode()
     oracle, guard = plistlib_hosts(body), guard_hosts(MOBILECONFIG, body, ALICE)
     assert _agrees(oracle, guard), (body, oracle, guard)
+
+
+# --- the benign corpus (tests/benign) ---------------------------------------------------------------
+
+BENIGN = sorted((Path(__file__).resolve().parent / "benign").glob("*.xml"))
+
+
+@pytest.mark.parametrize("answer", BENIGN, ids=lambda p: p.name)
+def test_every_benign_answer_reads_alike_in_the_guard_and_the_real_readers(answer: Path) -> None:
+    body = answer.read_bytes()
+    fmt = detect(body)
+    assert fmt is not None
+    ours = _et_leaf_texts(body, allow_doctype=fmt.name == "mobileconfig")
+    assert ours is not None and ours == lxml_leaf_texts(body)
+    guard = guard_hosts(fmt, body, ALICE)
+    assert guard is not None  # benign: never refused
+    oracle = {"soap": exchangelib_soap_hosts, "mobileconfig": plistlib_hosts}.get(fmt.name)
+    if oracle is not None:
+        assert _agrees(oracle(body), guard)
