@@ -21,10 +21,6 @@ the probe's Basic challenge passes and the password goes only to the host the us
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,15 +29,14 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import ProxyFactory
+from tests.e2e.support import exchangelib
 from tests.e2e.support.dnsserver import DnsServer
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
 
-DRIVER = Path(__file__).resolve().parent / "support" / "scripts" / "exchangelib_discover.py"
-SVC = "/autodiscover/autodiscover.svc"
-XML = {"content-type": "text/xml; charset=utf-8"}
+SVC, XML = exchangelib.SVC, exchangelib.XML
 PASSWORD = "Corr3ct-Horse-exchangelib-secret"
 DIGEST = 'Digest realm="{host}", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", qop="auth", algorithm=MD5'
 
@@ -82,16 +77,7 @@ def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
 
 
 def discover(proxy: GuardProxy, dns_server: DnsServer, email: str, tmp_path: Path) -> dict[str, Any]:
-    """exchangelib's autodiscovery for `email` through `proxy`; its JSON outcome."""
-    env = {
-        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
-        "HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url, "NO_PROXY": "",
-        "REQUESTS_CA_BUNDLE": str(proxy.ca_bundle), "EXCHANGELIB_TEST_PASSWORD": PASSWORD,
-    }
-    result = subprocess.run([sys.executable, str(DRIVER), email, str(dns_server.port)], env=env,
-                            capture_output=True, text=True, timeout=90, check=False)
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    return exchangelib.discover(proxy, dns_server.port, email, PASSWORD, tmp_path)
 
 
 def written(proxy: GuardProxy) -> str:

@@ -12,9 +12,6 @@ exchangelib ends its discovery and no request, credentialed or not, reaches a co
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +20,14 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import ProxyFactory
+from tests.e2e.support import exchangelib
 from tests.e2e.support.dnsserver import DnsServer
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
 
-DRIVER = Path(__file__).resolve().parent / "support" / "scripts" / "exchangelib_discover.py"
-SVC = "/autodiscover/autodiscover.svc"
-XML = {"content-type": "text/xml; charset=utf-8"}
+SVC, XML = exchangelib.SVC, exchangelib.XML
 PASSWORD = "Corr3ct-Horse-ambiguity-secret"
 COLLECTORS = ("collector-mail.net", "autodiscover.collector-mail.net", "ews.collector-mail.net")
 # domain → the hostile fixture its autodiscover host serves
@@ -73,16 +69,7 @@ def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
 
 
 def discover(proxy: GuardProxy, dns_server: DnsServer, email: str, tmp_path: Path) -> dict[str, Any]:
-    """exchangelib's autodiscovery for `email` through `proxy`; its JSON outcome."""
-    env = {
-        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
-        "HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url, "NO_PROXY": "",
-        "REQUESTS_CA_BUNDLE": str(proxy.ca_bundle), "EXCHANGELIB_TEST_PASSWORD": PASSWORD,
-    }
-    result = subprocess.run([sys.executable, str(DRIVER), email, str(dns_server.port)], env=env,
-                            capture_output=True, text=True, timeout=90, check=False)
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    return exchangelib.discover(proxy, dns_server.port, email, PASSWORD, tmp_path)
 
 
 @pytest.mark.parametrize("domain", sorted(HOSTILE), ids=lambda d: HOSTILE[d].removesuffix(".xml"))
