@@ -2,6 +2,7 @@
 
 from guard.proxy.addon import AutodiscoverGuard
 from guard.proxy.dns import DnsGuard
+from guard.proxy.prometheus import MetricsEndpoint
 
 _http = AutodiscoverGuard()
-addons = [_http, DnsGuard(_http.runtime)]
+addons = [_http, DnsGuard(_http.runtime), MetricsEndpoint(_http.runtime)]

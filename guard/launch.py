@@ -8,12 +8,16 @@ untouched without decryption.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
+import socket
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from guard.exits import CommandError, Exit
 from guard.mx import parse_resolver
 from guard.policy import Policy, default_policy_path, load_policy, shipped_policy_dir
 from guard.proxy import endpoints
@@ -51,11 +55,49 @@ def allow_host_patterns(policy: Policy) -> list[str]:
     return endpoints.allow_host_patterns(policy.discovery_hosts)
 
 
-def _split_listen(listen: str) -> tuple[str, str]:
+WEB_DEFAULT = "127.0.0.1:8081"  # mitmweb's own default UI address
+WEB_COLUMNS = ("icon", "path", "method", "status", "size", "time", "comment")  # the comment shows the decision
+
+
+def _split_listen(listen: str, flag: str = "--listen") -> tuple[str, str]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"--listen expects HOST:PORT, got {listen!r}")
+    if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
+        raise ValueError(f"{flag} expects HOST:PORT such as 127.0.0.1:8080, got {listen!r}")
     return host.strip("[]"), port
+
+
+def _web_address(web: str) -> tuple[str, str]:
+    """The mitmweb UI address: loopback only, since the UI shows every flow (credentials included)
+    and can change and replay them."""
+    host, port = _split_listen(web, "--web")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ValueError(f"--web {web}: the UI listens on loopback only (127.0.0.1 or [::1]); reach it from "
+                         "elsewhere through an SSH tunnel (ssh -L 8081:127.0.0.1:8081 HOST)")
+    return host, port
+
+
+def ensure_free(flag: str, host: str, port: str) -> None:
+    """Fail before the banner when a TCP address cannot be bound, naming the option that sets it.
+
+    The probe binds the way asyncio's servers do (SO_REUSEADDR), so only a real listener or a
+    missing address fails it.
+
+    Raises:
+        CommandError: the address is in use, not local, or needs privileges.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise CommandError(f"{flag} {host}:{port}: cannot listen there ({exc.strerror or exc}); "
+                           f"another program (another guard?) may hold it: choose a free one with "
+                           f"{flag} HOST:PORT") from None
 
 
 def dns_mode(port: int, upstream: str | None) -> tuple[str, str | None]:
@@ -81,14 +123,14 @@ def dns_mode(port: int, upstream: str | None) -> tuple[str, str | None]:
 
 
 def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -> list[str]:
-    """The full mitmdump command line for `run`."""
+    """The full mitmdump (or, with `--web`, mitmweb) command line for `run`."""
     defaults = MODES[args.mode]
     host, port = _split_listen(args.listen or defaults.listen)
     confdir = Path(args.confdir) if args.confdir else default_confdir()
     confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = args.log or (str(confdir / "decisions.jsonl") if args.mode != "gateway" else "")
     argv = [
-        str(Path(sys.executable).parent / "mitmdump"),
+        str(Path(sys.executable).parent / ("mitmweb" if args.web else "mitmdump")),
         "--listen-host", host, "--listen-port", port,
         "-s", str(addon_path()),
         "--set", f"confdir={confdir}",
@@ -101,6 +143,15 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
     ]
     if defaults.guard_mode:
         argv += ["--set", f"guard_mode={defaults.guard_mode}"]
+    if args.web:
+        web_host, web_port = _web_address(args.web)
+        argv += ["--set", f"web_host={web_host}", "--set", f"web_port={web_port}", "--set", "web_open_browser=false"]
+        argv += [arg for column in WEB_COLUMNS for arg in ("--set", f"web_columns={column}")]
+    if args.metrics:
+        _split_listen(args.metrics, "--metrics")
+        argv += ["--set", f"guard_metrics_listen={args.metrics}"]
+    if args.save:
+        argv += ["--set", f"save_stream_file={Path(args.save).resolve()}"]
     patterns = allow_host_patterns(policy)
     if args.dns is not None:
         mode, upstream = dns_mode(args.dns, args.dns_upstream)
@@ -114,7 +165,7 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Replace this process with mitmdump running the guard."""
+    """Replace this process with mitmdump (or mitmweb) running the guard, once its addresses are free."""
     policy_path = Path(args.policy) if args.policy else (
         shipped_policy_dir() / "audit.yaml" if args.mode == "audit" else default_policy_path()
     )
@@ -122,15 +173,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         argv = mitmdump_argv(args, policy_path.resolve(), policy)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    host = argv[argv.index("--listen-host") + 1]
-    dns = f", DNS on {host}:{args.dns}" if args.dns is not None else ""
+        raise CommandError(str(exc)) from None
+    host, port = argv[argv.index("--listen-host") + 1], argv[argv.index("--listen-port") + 1]
+    ensure_free("--listen", host, port)
+    extras = [f"DNS on {host}:{args.dns}"] if args.dns is not None else []
+    if args.metrics:
+        ensure_free("--metrics", *_split_listen(args.metrics, "--metrics"))
+        extras.append(f"metrics on http://{args.metrics}/metrics")
+    if args.web:
+        web_host, web_port = _web_address(args.web)
+        ensure_free("--web", web_host, web_port)
+        extras.append(f"mitmweb UI on http://{args.web}/ (mitmweb prints the link with its token below)")
     print(f"autodiscover-guard: {args.mode} mode, policy {policy_path} (revision {policy.revision}), "
-          f"listening on {host}:{argv[argv.index('--listen-port') + 1]}{dns}",
+          f"listening on {host}:{port}" + "".join(f", {e}" for e in extras),
           file=sys.stderr, flush=True)
     os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
-    return 0  # pragma: no cover - execv does not return
+    return Exit.OK  # pragma: no cover - execv does not return
 
 
 def pac_text(proxy: str, policy: Policy) -> str:
@@ -201,34 +259,36 @@ def cmd_ca(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Re-judge saved mitmproxy flows; exit 1 when any would be rewritten or blocked."""
+    """Report saved flows as the guard recorded or re-judges them; exit 1 when any was or would be
+    rewritten or blocked (docs/replay.md)."""
     import io
+    import json
 
     from guard.log import DecisionLog
     from guard.proxy.replay import NotAFlowFile, replay_flows
 
     policy = load_policy(args.policy or default_policy_path())
-    sink = io.StringIO()
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
+    bases: Counter[str] = Counter()
     try:
-        for result in replay_flows(Path(args.flows), policy, DecisionLog(stream=sink)):
-            would = result.would_action
-            counts[would] = counts.get(would, 0) + 1
-            if not args.json:
+        for result in replay_flows(Path(args.flows), policy, DecisionLog(stream=io.StringIO())):
+            counts[result.would_action] += 1
+            bases[result.basis.value] += 1
+            if args.json:
+                print(json.dumps(result.as_dict()))
+            else:
                 rules = ",".join(result.rules) or "-"
-                print(f"{would.upper():<8} {result.format:<12} {rules:<40} {result.url}")
-    except (OSError, NotAFlowFile) as exc:
-        print(f"error: {args.flows}: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        for line in sink.getvalue().splitlines():
-            if '"event": "decision"' in line or '"event":"decision"' in line:
-                print(line)
-    total = sum(counts.values())
-    flagged = counts.get("block", 0) + counts.get("rewrite", 0)
-    print(f"{total} discovery flows judged: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())),
+                print(f"{result.would_action.upper():<8} {result.basis.value:<19} {result.format:<12} "
+                      f"{rules:<40} {result.url}")
+    except OSError as exc:
+        raise CommandError(f"{args.flows}: {exc.strerror or exc}") from None
+    except NotAFlowFile as exc:
+        raise CommandError(f"{args.flows}: not a mitmproxy flow file ({exc}); save one with "
+                           "`autodiscover-guard run --save FILE` or mitmdump -w FILE") from None
+    print(f"{sum(counts.values())} discovery flows: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+          + (" (" + ", ".join(f"{n} {b}" for b, n in sorted(bases.items())) + ")" if bases else ""),
           file=sys.stderr)
-    return 1 if flagged else 0
+    return Exit.FINDING if counts["block"] + counts["rewrite"] else Exit.OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -243,6 +303,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="also listen for DNS on PORT (default 53) and judge mail SRV answers (docs/dns.md)")
     run.add_argument("--dns-upstream", metavar="IP[:PORT]",
                      help="resolver the DNS listener forwards to (default: the system's, SRV to port 53)")
+    run.add_argument("--web", nargs="?", const=WEB_DEFAULT, metavar="HOST:PORT",
+                     help=f"run mitmweb instead of mitmdump, its UI on loopback HOST:PORT (default {WEB_DEFAULT}); "
+                          "decisions show as flow comments and markers (docs/workstation.md)")
+    run.add_argument("--metrics", metavar="HOST:PORT",
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off; docs/gateway.md)")
+    run.add_argument("--save", metavar="FILE",
+                     help="save every flow to FILE (mitmproxy's -w), with the guard's decisions, for "
+                          "`autodiscover-guard replay` (docs/replay.md; the file holds credentials: keep it private)")
     run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
     run.set_defaults(func=_run_with_remainder)
 

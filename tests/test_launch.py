@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 
 def _args(**overrides: object) -> argparse.Namespace:
     base: dict[str, object] = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
-            "dns": None, "dns_upstream": None}
+            "dns": None, "dns_upstream": None, "web": None, "metrics": None, "save": None}
     base.update(overrides)
     return argparse.Namespace(**base)
 

@@ -7,9 +7,15 @@ from mitmproxy.net.dns import response_codes
 
 from guard.dnsjudge import DnsVerdict
 from guard.engine import GENERIC_BLOCK
+from guard.log import redact_addresses
 from guard.model import Action, Decision
 
 LOCAL = "guard.local"  # flow.metadata key: the guard answered this flow itself
+
+# What mitmweb and mitmproxy's console show for a decision: the comment's verb (as applied, or
+# "would …" in audit mode) and the marker (mitmproxy's emoji shortcodes, matched by `~marker`).
+VERBS = {Action.ALLOW: "allowed", Action.WARN: "warned", Action.REWRITE: "rewritten", Action.BLOCK: "blocked"}
+MARKERS = {Action.WARN: ":yellow_circle:", Action.REWRITE: ":orange_circle:", Action.BLOCK: ":red_circle:"}
 
 
 def apply_http(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
@@ -23,7 +29,6 @@ def apply_http(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
         reply = decision.reply or GENERIC_BLOCK
         flow.response = http.Response.make(reply.status, reply.body, {"content-type": reply.content_type})
         flow.metadata[LOCAL] = True
-        flow.comment = f"autodiscover-guard: blocked ({', '.join(decision.rules)})"
         return
     response = flow.response
     assert response is not None
@@ -32,7 +37,6 @@ def apply_http(flow: http.HTTPFlow, decision: Decision, *, kill: bool) -> None:
     if decision.body is not None:
         response.headers.pop("content-encoding", None)
         response.set_content(decision.body)  # fixes Content-Length
-    flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
 
 
 def apply_dns(flow: dns.DNSFlow, decision: Decision, verdict: DnsVerdict | None) -> None:
@@ -41,11 +45,23 @@ def apply_dns(flow: dns.DNSFlow, decision: Decision, verdict: DnsVerdict | None)
     assert response is not None
     if decision.action is Action.BLOCK or verdict is None:
         flow.response = flow.request.fail(response_codes.REFUSED)
-        flow.comment = f"autodiscover-guard: refused ({', '.join(decision.rules)})"
         return
     response.answers = [r for i, r in enumerate(response.answers) if i not in verdict.drop_answers]
     response.additionals = [r for i, r in enumerate(response.additionals) if i not in verdict.drop_additionals]
-    flow.comment = f"autodiscover-guard: rewritten ({', '.join(decision.rules)})"
+
+
+def annotate(flow: http.HTTPFlow | dns.DNSFlow, decision: Decision, *, applied: bool) -> None:
+    """Show the decision where mitmweb users look: the flow's comment (action, rules, the first
+    finding's message with addresses redacted as in the log) and a marker per action.
+
+    `applied` is False in audit mode, where the comment says what enforce "would" have done.
+    """
+    action = decision.action
+    verb = VERBS[action] if applied or action is Action.ALLOW else f"would be {VERBS[action]}"
+    rules = f" ({', '.join(decision.rules)})" if decision.rules else ""
+    message = f": {redact_addresses(decision.findings[0].message)}" if decision.findings else ""
+    flow.comment = f"autodiscover-guard: {verb}{rules}{message}"
+    flow.marked = MARKERS.get(action, "")
 
 
 def hang_up_upstream(flow: http.HTTPFlow) -> None:

@@ -17,14 +17,17 @@ from guard.model import Action, Decision
 from guard.mx import MxAnswer
 from guard.names import User
 from guard.policy import Mode, Policy
+from guard.proxy.apply import annotate
 from guard.proxy.reload import Runtime
 from guard.rules.walk import NO_WALK, Walk
 
 logger = logging.getLogger(__name__)
 
-# flow.metadata keys the guard sets on every flow it logs (`replay` and other addons read them)
-DISCOVERY, ACTION, WOULD_ACTION, RULES, FORMAT = (
-    "guard.discovery", "guard.action", "guard.would_action", "guard.rules", "guard.format")
+# flow.metadata keys the guard sets on every flow it logs (`replay` and other addons read them);
+# they survive mitmproxy's flow files (`-w`, mitmweb's save). ORIGINAL: the upstream response
+# (mitmproxy's state dict) the guard rewrote or replaced, when its body is within the wire cap.
+DISCOVERY, ACTION, WOULD_ACTION, RULES, FORMAT, ORIGINAL = (
+    "guard.discovery", "guard.action", "guard.would_action", "guard.rules", "guard.format", "guard.original")
 
 
 @dataclass(slots=True)
@@ -51,6 +54,7 @@ def settle(runtime: Runtime, flow: http.HTTPFlow | dns.DNSFlow, state: FlowState
     changes = decision.action in (Action.REWRITE, Action.BLOCK)
     enforce = state.mode is Mode.ENFORCE
     if enforce and changes:
+        _keep_original(flow, runtime.caps(state.policy)[0])
         apply()
     applied = decision.action if enforce or not changes else Action.ALLOW
     record = decision_record(
@@ -64,6 +68,14 @@ def settle(runtime: Runtime, flow: http.HTTPFlow | dns.DNSFlow, state: FlowState
     rules, would = decision.rules, decision.action.value  # rules is worked out on every read
     runtime.metrics.observe(state.mode.value, would, rules, latency)
     flow.metadata.update({ACTION: applied.value, WOULD_ACTION: would, RULES: list(rules), FORMAT: decision.format})
+    annotate(flow, decision, applied=enforce)
+
+
+def _keep_original(flow: http.HTTPFlow | dns.DNSFlow, cap: int) -> None:
+    """Keep the upstream answer the guard is about to change, so `replay` can judge it later."""
+    response = flow.response if isinstance(flow, http.HTTPFlow) else None
+    if response is not None and response.raw_content is not None and len(response.raw_content) <= cap:
+        flow.metadata[ORIGINAL] = response.get_state()  # type: ignore[no-untyped-call]
 
 
 def internal_error(exc: Exception, policy: Policy, format_name: str = "unknown") -> Decision:
