@@ -287,10 +287,11 @@ EXAMPLES = {
                "autodiscover-guard report --since 2h --json /var/log/autodiscover-guard/decisions.jsonl*",
                "autodiscover-guard report --follow /var/log/autodiscover-guard/decisions.jsonl"],
     "run": ["autodiscover-guard run", "autodiscover-guard run --mode audit --listen 127.0.0.1:8081",
+            "autodiscover-guard run --web", "autodiscover-guard run --save capture.flows --metrics 127.0.0.1:9464",
             "autodiscover-guard run --mode gateway --policy /etc/autodiscover-guard/policy.yaml"],
     "pac": ["autodiscover-guard pac --proxy 127.0.0.1:8080 -o guard.pac"],
     "ca": ["autodiscover-guard ca", "autodiscover-guard ca --path"],
-    "replay": ["autodiscover-guard replay --json capture.flows"],
+    "replay": ["autodiscover-guard replay capture.flows", "autodiscover-guard replay --json capture.flows"],
     "pins": ["autodiscover-guard pins list", "autodiscover-guard pins forget contoso.com"],
     "canary": ["autodiscover-guard canary --services services.yaml --json"],
     "completion": ["autodiscover-guard completion bash > ~/.local/share/bash-completion/completions/"
@@ -299,7 +300,7 @@ EXAMPLES = {
 DOC_PAGES = {
     "check": "docs/rules.md", "policy": "docs/policy.md", "corpus": "docs/rules.md", "report": "docs/report.md",
     "run": "docs/workstation.md", "pac": "docs/workstation.md", "ca": "docs/install.md",
-    "replay": "docs/audit.md", "pins": "docs/pinning.md", "canary": "docs/canary.md", "completion": "docs/install.md",
+    "replay": "docs/replay.md", "pins": "docs/pinning.md", "canary": "docs/canary.md", "completion": "docs/install.md",
 }
 # Options registered by guard.launch whose help did not say their default or their choices.
 OPTION_HELP = {
@@ -311,8 +312,8 @@ OPTION_HELP = {
     ("run", "mitmdump_args"): "after --, arguments passed to mitmdump unchanged, e.g. -- --set termlog_verbosity=warn",
     ("pac", "--policy"): "policy whose discovery_hosts are added (default: the shipped default policy)",
     ("pac", "-o"): "file to write (default: standard output)",
-    ("replay", "flows"): "a flow file saved by mitmdump -w or mitmweb",
-    ("replay", "--json"): "print the decision records as JSON lines instead of a table",
+    ("replay", "flows"): "a flow file saved by run --save, mitmdump -w or mitmweb",
+    ("replay", "--json"): "one JSON object per flow (url, format, would_action, rules, basis) instead of a table",
 }
 
 

@@ -307,10 +307,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help=f"run mitmweb instead of mitmdump, its UI on loopback HOST:PORT (default {WEB_DEFAULT}); "
                           "decisions show as flow comments and markers (docs/workstation.md)")
     run.add_argument("--metrics", metavar="HOST:PORT",
-                     help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off; docs/gateway.md)")
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off; docs/report.md)")
     run.add_argument("--save", metavar="FILE",
-                     help="save every flow to FILE (mitmproxy's -w), with the guard's decisions, for "
-                          "`autodiscover-guard replay` (docs/replay.md; the file holds credentials: keep it private)")
+                     help="save every flow to FILE (mitmproxy's -w) with the guard's decisions, for `replay` "
+                          "(default: off; docs/replay.md; the file holds credentials: keep it private)")
     run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
     run.set_defaults(func=_run_with_remainder)
 
@@ -325,7 +325,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ca.add_argument("--path", action="store_true", help="print only the certificate path")
     ca.set_defaults(func=cmd_ca)
 
-    replay = sub.add_parser("replay", help="re-judge saved mitmproxy flows (mitmdump -w FILE) against a policy")
+    replay = sub.add_parser("replay", help="what the guard did, or would do, with saved mitmproxy flows")
     replay.add_argument("--policy", help="policy file (default: the shipped default policy)")
     replay.add_argument("--json", action="store_true", help="print the decision records as JSON lines")
     replay.add_argument("flows", metavar="FLOWS")

@@ -66,14 +66,16 @@ def test_a_blocked_flow_says_blocked_with_its_rules_and_first_message_and_is_mar
     assert blocked.comment.startswith("autodiscover-guard: blocked (reserved-user-domain")
     assert "): " in blocked.comment  # the first finding's message follows the rules
     assert blocked.marked == ":red_circle:"
-    for expression in ("~comment blocked", "~marked", "~marker red_circle", "~comment reserved-user-domain"):
+    for expression in ("~marked", "~marker red_circle", "~comment blocked", "~comment reserved-user-domain",
+                       "~comment autodiscover-guard", '~meta "would_action: block"'):
         assert flowfilter.match(expression, blocked), expression  # the filters docs/workstation.md gives
+    assert not flowfilter.match("~comment rewritten", blocked)
 
 
 def test_an_audited_flow_says_what_enforce_would_do_and_is_marked_alike(tmp_path: Path) -> None:
     flow = _judged("audit", tmp_path, SEED_USER, SEED)
     assert flow.comment.startswith("autodiscover-guard: would be blocked (reserved-user-domain")
-    assert flow.marked == ":red_circle:"
+    assert flow.marked == ":red_circle:" and flowfilter.match('~comment "would be"', flow)
     assert flow.response is not None and flow.response.content == SEED  # audit changes nothing
 
 
