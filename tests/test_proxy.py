@@ -24,6 +24,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from guard.formats._xml import name, read_xml
 from guard.proxy.addon import AutodiscoverGuard
 from guard.proxy.dns import DnsGuard
+from guard.proxy.prometheus import MetricsEndpoint
 from guard.proxy.walk import PendingRedirects
 from guard.rules import CREDENTIAL_LEAK, DISCOVERY_TLD, REDIRECT_LIMIT
 from guard.rules.walk import Walk
@@ -121,11 +122,11 @@ def test_mitmproxys_body_limit_defaults_to_the_policys_wire_cap(given: str | Non
         assert tctx.options.body_size_limit == kept
 
 
-def test_the_script_shim_exposes_the_http_and_dns_addons_sharing_one_runtime() -> None:
+def test_the_script_shim_exposes_the_http_dns_and_metrics_addons_sharing_one_runtime() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ROOT / "addons" / "autodiscover_guard.py"))
-        assert [type(a) for a in module.addons] == [AutodiscoverGuard, DnsGuard]
-        assert module.addons[0].runtime is module.addons[1].runtime
+        assert [type(a) for a in module.addons] == [AutodiscoverGuard, DnsGuard, MetricsEndpoint]
+        assert module.addons[0].runtime is module.addons[1].runtime is module.addons[2].runtime
 
 
 def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:

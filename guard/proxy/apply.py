@@ -7,8 +7,8 @@ from mitmproxy.net.dns import response_codes
 
 from guard.dnsjudge import DnsVerdict
 from guard.engine import GENERIC_BLOCK
-from guard.log import redact_addresses
 from guard.model import Action, Decision
+from guard.redact import redact_text
 
 LOCAL = "guard.local"  # flow.metadata key: the guard answered this flow itself
 
@@ -59,7 +59,7 @@ def annotate(flow: http.HTTPFlow | dns.DNSFlow, decision: Decision, *, applied: 
     action = decision.action
     verb = VERBS[action] if applied or action is Action.ALLOW else f"would be {VERBS[action]}"
     rules = f" ({', '.join(decision.rules)})" if decision.rules else ""
-    message = f": {redact_addresses(decision.findings[0].message)}" if decision.findings else ""
+    message = f": {redact_text(decision.findings[0].message)}" if decision.findings else ""
     flow.comment = f"autodiscover-guard: {verb}{rules}{message}"
     flow.marked = MARKERS.get(action, "")
 

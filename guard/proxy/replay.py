@@ -18,13 +18,14 @@ from typing import Any
 from mitmproxy import exceptions, http, io
 
 from guard.errors import GuardError
-from guard.log import DecisionLog, scrub_url
+from guard.log import DecisionLog
 from guard.model import Action
 from guard.policy import Mode, Policy
 from guard.proxy.addon import AutodiscoverGuard
 from guard.proxy.flows import flow_url
 from guard.proxy.record import ACTION, DISCOVERY, FORMAT, ORIGINAL, RULES, WOULD_ACTION
 from guard.proxy.reload import Runtime
+from guard.redact import scrub_url
 
 CHANGED = (Action.REWRITE.value, Action.BLOCK.value)  # the saved answer is the guard's, not upstream's
 
