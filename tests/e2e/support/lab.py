@@ -431,6 +431,7 @@ def instance_argv(folder: Path, name: str, listen: str, extra: Sequence[str], or
 
     args = argparse.Namespace(mode="gateway", listen=listen, confdir=str(folder / "confdir"),
                               log=str(folder / f"{name}.jsonl"), dns=None, dns_upstream=None,
+                              web=None, metrics=None, save=None,
                               mitmdump_args=[*extra, "--set", f"ssl_verify_upstream_trusted_ca={origin_ca}",
                                              *([] if bare else ["--set", f"guard_metrics={folder / f'{name}.prom'}"])])
     argv = mitmdump_argv(args, POLICY, load_policy(POLICY))
