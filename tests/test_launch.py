@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -148,3 +149,32 @@ def test_bad_dns_options_are_refused(tmp_path: Path, dns: int | None, upstream: 
     with pytest.raises(ValueError, match=r"."):
         mitmdump_argv(_args(confdir=str(tmp_path), dns=dns, dns_upstream=upstream),
                       ROOT / "policies" / "default.yaml", policy)
+
+
+def test_run_web_refuses_a_ui_address_off_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--web", "0.0.0.0:8081", "--confdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --web 0.0.0.0:8081: the UI listens on loopback only") and "ssh -L" in err
+
+
+def test_run_web_and_metrics_pass_their_addresses_to_mitmweb(tmp_path: Path) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    argv = mitmdump_argv(_args(confdir=str(tmp_path), web="127.0.0.1:9081", metrics="127.0.0.1:9464",
+                               save=str(tmp_path / "c.flows")), ROOT / "policies" / "default.yaml", policy)
+    assert argv[0].endswith("/mitmweb")
+    assert {"web_host=127.0.0.1", "web_port=9081", "web_open_browser=false", "web_columns=comment",
+            "guard_metrics_listen=127.0.0.1:9464", f"save_stream_file={tmp_path / 'c.flows'}"} <= set(argv)
+
+
+def test_run_with_a_busy_metrics_port_names_metrics_before_any_banner(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy, socket.socket() as free:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        free.bind(("127.0.0.1", 0))
+        listen, metrics = free.getsockname()[1], busy.getsockname()[1]
+        free.close()  # a port nobody listens on, for --listen
+        assert main(["run", "--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{metrics}",
+                     "--confdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --metrics 127.0.0.1:{metrics}: cannot listen there") and "listening on" not in err

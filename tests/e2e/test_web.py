@@ -28,6 +28,9 @@ __all__ = ["routes"]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# How long the browser waits for mitmweb's UI to show a state (a bound for a loaded machine, not a
+# speed check: every wait ends as soon as the state is there).
+UI_WAIT_MS = 60_000
 _WEB_URL = re.compile(r"Web server listening at (http://\S+)")
 ALLOWED = "https://autoconfig.northwind-traders.co.uk/mail/config-v1.1.xml?emailaddress=bob%40northwind-traders.co.uk"
 
@@ -75,6 +78,8 @@ def test_mitmweb_shows_the_blocked_seed_flow_with_its_rules_and_marker(web: Guar
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 500})
+            page.set_default_timeout(UI_WAIT_MS)
+            expect.set_options(timeout=UI_WAIT_MS)
             page.goto(ui_url(web))
             row = page.locator(".flow-table tbody tr", has_text="/autodetect/detect")
             row.first.wait_for()
