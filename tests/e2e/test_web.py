@@ -82,10 +82,9 @@ def test_mitmweb_shows_the_blocked_seed_flow_with_its_rules_and_marker(web: Guar
             expect.set_options(timeout=UI_WAIT_MS)
             page.goto(ui_url(web))
             row = page.locator(".flow-table tbody tr", has_text="/autodetect/detect")
-            row.first.wait_for()
-            text = row.first.inner_text()
-            assert "autodiscover-guard: blocked (reserved-user-domain" in text
-            assert "🔴" in text  # mitmweb draws the flow's marker (:red_circle:)
+            # the UI fills a row's cells as flow updates arrive: wait for the state, never sample it once
+            expect(row.first).to_contain_text("autodiscover-guard: blocked (reserved-user-domain")
+            expect(row.first).to_contain_text("🔴")  # mitmweb draws the flow's marker (:red_circle:)
             row.first.click()  # the flow's details: its Comment tab shows the whole comment
             page.get_by_role("link", name="Comment", exact=True).click()
             page.locator(".kv-value", has_text="blocked (reserved-user-domain").wait_for()
