@@ -1,8 +1,11 @@
 """mitmdump -s addons/autodiscover_guard.py: the guard's addons (logic: guard/proxy/)."""
 
 from guard.proxy.addon import AutodiscoverGuard
+from guard.proxy.console import JsonConsole
 from guard.proxy.dns import DnsGuard
+from guard.proxy.identity import ClientIdentity
 from guard.proxy.prometheus import MetricsEndpoint
 
 _http = AutodiscoverGuard()
-addons = [_http, DnsGuard(_http.runtime), MetricsEndpoint(_http.runtime)]
+addons = [ClientIdentity(), _http, DnsGuard(_http.runtime), MetricsEndpoint(_http.runtime),
+          JsonConsole()]  # JsonConsole last: its start line follows everyone's `running`

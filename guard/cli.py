@@ -226,9 +226,9 @@ def _ca(args: argparse.Namespace) -> int:
         confdir = Path(args.confdir) if args.confdir else launch.default_confdir()
         cert = confdir / "mitmproxy-ca-cert.pem"
         if not cert.is_file():
-            raise CommandError(f"{cert} does not exist yet: mitmproxy creates the CA the first time "
-                               f"`autodiscover-guard run{' --confdir ' + str(confdir) if args.confdir else ''}` "
-                               "starts; run it once (Ctrl-C after the banner), then ask again")
+            raise CommandError(f"{cert} does not exist yet: create it with "
+                               f"`autodiscover-guard ca{' --confdir ' + str(confdir) if args.confdir else ''}` "
+                               "(`autodiscover-guard run` also creates it at start), then ask again")
     return launch.cmd_ca(args)
 
 
@@ -270,7 +270,7 @@ EXIT_CODES = {
     "report": "0 report printed (Ctrl-C ends --follow), 2 unreadable log or bad --since",
     "run": "does not return while the proxy runs; 2 for a bad policy or option before it starts",
     "pac": "0 written, 2 usage or policy error",
-    "ca": "0 printed, 2 --path with no CA yet",
+    "ca": "0 created or present, and printed; 2 --path with no CA yet",
     "replay": "0 every flow allowed, 1 a flow would be rewritten or blocked, 2 unreadable flows or policy error",
     "pins": "0 done, 1 no pin for that domain, 2 unreadable store",
     "canary": "0 no finding, 1 a service suggested a server for a reserved domain, 2 errors only or bad input",
@@ -290,7 +290,7 @@ EXAMPLES = {
             "autodiscover-guard run --web", "autodiscover-guard run --save capture.flows --metrics 127.0.0.1:9464",
             "autodiscover-guard run --mode gateway --policy /etc/autodiscover-guard/policy.yaml"],
     "pac": ["autodiscover-guard pac --proxy 127.0.0.1:8080 -o guard.pac"],
-    "ca": ["autodiscover-guard ca", "autodiscover-guard ca --path"],
+    "ca": ["autodiscover-guard ca --name mail-gw", "autodiscover-guard ca --path"],
     "replay": ["autodiscover-guard replay capture.flows", "autodiscover-guard replay --json capture.flows"],
     "pins": ["autodiscover-guard pins list", "autodiscover-guard pins forget contoso.com"],
     "canary": ["autodiscover-guard canary --services services.yaml --json"],

@@ -8,7 +8,9 @@ untouched without decryption.
 from __future__ import annotations
 
 import argparse
+import datetime
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -21,6 +23,8 @@ from guard.exits import CommandError, Exit
 from guard.mx import parse_resolver
 from guard.policy import Policy, default_policy_path, load_policy, shipped_policy_dir
 from guard.proxy import endpoints
+from guard.proxy.ca import CA_BASENAME, ca_common_name, create_ca
+from guard.proxy.identity import parse_trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +34,12 @@ class ModeDefaults:
     listen: str
     console: bool
     guard_mode: str
+    json_console: bool = False  # only JSON lines on stdout/stderr (the journal), per-connection lines off
 
 
 MODES = {
     "workstation": ModeDefaults("127.0.0.1:8080", console=True, guard_mode=""),
-    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode=""),
+    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode="", json_console=True),
     "audit": ModeDefaults("127.0.0.1:8080", console=True, guard_mode="audit"),
 }
 
@@ -122,6 +127,16 @@ def dns_mode(port: int, upstream: str | None) -> tuple[str, str | None]:
     return f"reverse:dns://{shown}:{upstream_port}@{port}", rf"^{re.escape(address)}:{upstream_port}$"
 
 
+def parse_trusted_list(items: list[str]) -> list[str]:
+    """`--trusted-proxy` values (repeatable, or comma-separated), checked before mitmdump starts.
+
+    Raises:
+        ValueError: one that is not an address or CIDR.
+    """
+    spec = ",".join(items)
+    return [str(network) for network in parse_trusted(spec)]
+
+
 def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -> list[str]:
     """The full mitmdump (or, with `--web`, mitmweb) command line for `run`."""
     defaults = MODES[args.mode]
@@ -152,6 +167,10 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
         argv += ["--set", f"guard_metrics_listen={args.metrics}"]
     if args.save:
         argv += ["--set", f"save_stream_file={Path(args.save).resolve()}"]
+    if defaults.json_console:  # warnings and errors stay, as JSON; connect/disconnect lines are info
+        argv += ["--set", "guard_json_console=true", "--set", "termlog_verbosity=warn"]
+    if args.trusted_proxy:
+        argv += ["--set", f"guard_trusted_proxies={','.join(parse_trusted_list(args.trusted_proxy))}"]
     patterns = allow_host_patterns(policy)
     if args.dns is not None:
         mode, upstream = dns_mode(args.dns, args.dns_upstream)
@@ -170,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shipped_policy_dir() / "audit.yaml" if args.mode == "audit" else default_policy_path()
     )
     policy = load_policy(policy_path)  # fail here, with file:line, before mitmdump starts
+    create_ca(Path(args.confdir) if args.confdir else default_confdir(), None)  # else mitmproxy names it "mitmproxy"
     try:
         argv = mitmdump_argv(args, policy_path.resolve(), policy)
     except ValueError as exc:
@@ -184,9 +204,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         web_host, web_port = _web_address(args.web)
         ensure_free("--web", web_host, web_port)
         extras.append(f"mitmweb UI on http://{args.web}/ (mitmweb prints the link with its token below)")
-    print(f"autodiscover-guard: {args.mode} mode, policy {policy_path} (revision {policy.revision}), "
-          f"listening on {host}:{port}" + "".join(f", {e}" for e in extras),
-          file=sys.stderr, flush=True)
+    if MODES[args.mode].json_console:
+        print(json.dumps({"ts": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+                          "event": "starting", "mode": args.mode, "policy": str(policy_path),
+                          "policy_revision": policy.revision, "listen": f"{host}:{port}",
+                          "dns": args.dns, "trusted_proxies": args.trusted_proxy or [],
+                          "metrics": args.metrics, "web": args.web}),
+              file=sys.stderr, flush=True)
+    else:
+        print(f"autodiscover-guard: {args.mode} mode, policy {policy_path} (revision {policy.revision}), "
+              f"listening on {host}:{port}" + "".join(f", {e}" for e in extras),
+              file=sys.stderr, flush=True)
     os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
     return Exit.OK  # pragma: no cover - execv does not return
 
@@ -222,7 +250,9 @@ CA_HELP = """\
 The guard's CA certificate: {cert}
 {state}
 Give clients the certificate (never the key file mitmproxy-ca.pem, which must stay private:
-mode 600, owned by the user running the guard):
+mode 600, owned by the user running the guard). Add it to each store next to the roots already
+there; never replace a store or bundle with this file alone: only discovery hosts are decrypted,
+every other HTTPS site still presents its own certificate from a public CA.
 
   Debian/Ubuntu   sudo cp {cert} /usr/local/share/ca-certificates/autodiscover-guard.crt
                   sudo update-ca-certificates
@@ -234,27 +264,31 @@ mode 600, owned by the user running the guard):
                   Authorities → Import {cert} ("Trust this CA to identify websites")
   Firefox         same dialog as Thunderbird (it keeps its own store)
   Java            keytool -importcert -cacerts -alias autodiscover-guard -file {cert}
-  Python/curl     REQUESTS_CA_BUNDLE={cert}  /  curl --cacert {cert}
+  curl, OpenSSL   the system store above (Debian/Ubuntu, Fedora/RHEL): nothing more to do
+  Python requests REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt (the system bundle, which
+                  now holds the guard's CA too; requests' own certifi bundle does not)
   Android/iOS     install {cer} as a user CA profile (see docs/workstation.md)
 """
 
 
 def cmd_ca(args: argparse.Namespace) -> int:
-    """Say where the CA is and how to trust it."""
+    """Create the CA when missing (or with --force), say where it is and how to trust it."""
     confdir = Path(args.confdir) if args.confdir else default_confdir()
-    cert = confdir / "mitmproxy-ca-cert.pem"
-    key = confdir / "mitmproxy-ca.pem"
-    if cert.exists():
-        mode = key.stat().st_mode & 0o777 if key.exists() else 0
-        state = f"Present. Private key {key} has mode {mode:o}" + (
-            " — TOO OPEN, run: chmod 600 " + str(key) if mode & 0o077 else " (private, good)."
-        )
-    else:
-        state = "Not created yet: it appears the first time `autodiscover-guard run` starts."
+    cert = confdir / f"{CA_BASENAME}-ca-cert.pem"
+    key = confdir / f"{CA_BASENAME}-ca.pem"
     if args.path:
         print(cert)
+        return 0
+    if create_ca(confdir, args.name, force=args.force):
+        state = f"Created: {ca_common_name(args.name)}."
+    elif args.name:
+        state = "Present (kept; --name applies only to a new CA: add --force to replace it, then redistribute)."
     else:
-        print(CA_HELP.format(cert=cert, cer=confdir / "mitmproxy-ca-cert.cer", state=state))
+        state = "Present."
+    mode = key.stat().st_mode & 0o777 if key.exists() else 0
+    state += f" Private key {key} has mode {mode:o}" + (
+        " — TOO OPEN, run: chmod 600 " + str(key) if mode & 0o077 else " (private, good).")
+    print(CA_HELP.format(cert=cert, cer=confdir / f"{CA_BASENAME}-ca-cert.cer", state=state))
     return 0
 
 
@@ -311,6 +345,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--save", metavar="FILE",
                      help="save every flow to FILE (mitmproxy's -w) with the guard's decisions, for `replay` "
                           "(default: off; docs/replay.md; the file holds credentials: keep it private)")
+    run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR[/BITS]",
+                     help="load balancer whose X-Forwarded-For (last element) names the client; repeatable "
+                          "(default: none; docs/gateway.md, trust boundary)")
     run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
     run.set_defaults(func=_run_with_remainder)
 
@@ -320,9 +357,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pac.add_argument("-o", "--output", help="file to write (default: stdout)")
     pac.set_defaults(func=cmd_pac)
 
-    ca = sub.add_parser("ca", help="where the guard's CA certificate is and how to trust it")
+    ca = sub.add_parser("ca", help="create the guard's CA (once), say where it is and how to trust it")
     ca.add_argument("--confdir", help="mitmproxy confdir (default ~/.autodiscover-guard)")
-    ca.add_argument("--path", action="store_true", help="print only the certificate path")
+    ca.add_argument("--path", action="store_true", help="print only the certificate path (creates nothing)")
+    ca.add_argument("--name", help="deployment name in the CA's subject (default: this host's name)")
+    ca.add_argument("--force", action="store_true",
+                    help="replace an existing CA (every client must then trust the new one)")
     ca.set_defaults(func=cmd_ca)
 
     replay = sub.add_parser("replay", help="what the guard did, or would do, with saved mitmproxy flows")

@@ -208,7 +208,7 @@ def test_ca_path_for_a_ca_not_created_yet_exits_two_with_the_fix(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ca", "--confdir", str(tmp_path), "--path"]) == 2
     err = capsys.readouterr().err
-    assert "does not exist yet" in err and f"autodiscover-guard run --confdir {tmp_path}" in err
+    assert "does not exist yet" in err and f"autodiscover-guard ca --confdir {tmp_path}" in err
 
 
 def test_an_unknown_policy_key_is_reported_at_its_own_line_with_a_suggestion(

@@ -17,8 +17,6 @@ ALL = [block for page in PAGES for block in blocks(page)]
 ELSEWHERE = {
     "docs/clients.md": "line 157: apt-get and make venv unmarked; mark it <!-- example: … -->",
     "docs/security.md": "line 136: `make fuzz` runs for minutes; mark it <!-- example: … -->",
-    "docs/gateway.md": "root/system blocks (cp to /etc, sudo, sysctl, nft, run with /etc and /var paths) "
-                       "unmarked; the curl check needs a reachable gateway.corp.example",
 }
 
 

@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 def _args(**overrides: object) -> argparse.Namespace:
     base: dict[str, object] = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
-            "dns": None, "dns_upstream": None, "web": None, "metrics": None, "save": None}
+            "dns": None, "dns_upstream": None, "web": None, "metrics": None, "save": None, "trusted_proxy": []}
     base.update(overrides)
     return argparse.Namespace(**base)
 
@@ -101,19 +101,37 @@ def test_pac_command_writes_the_file(tmp_path: Path) -> None:
     assert "PROXY 10.1.2.3:3128" in out.read_text()
 
 
-def test_ca_command_says_where_the_certificate_is_and_warns_about_key_modes(
+def test_ca_command_creates_a_ca_named_for_the_product_and_deployment_in_mitmproxys_layout(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ca", "--confdir", str(tmp_path)]) == 0
-    assert "Not created yet" in capsys.readouterr().out
-    (tmp_path / "mitmproxy-ca-cert.pem").write_text("cert")
-    key = tmp_path / "mitmproxy-ca.pem"
-    key.write_text("key")
-    key.chmod(0o644)
+    from cryptography import x509
+
+    assert main(["ca", "--confdir", str(tmp_path), "--name", "lab-gw"]) == 0
+    assert "Created: autodiscover-guard CA (lab-gw)." in capsys.readouterr().out
+    cert = x509.load_pem_x509_certificate((tmp_path / "mitmproxy-ca-cert.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "O=autodiscover-guard,CN=autodiscover-guard CA (lab-gw)"
+    assert b"PRIVATE KEY" in (tmp_path / "mitmproxy-ca.pem").read_bytes()  # what mitmproxy loads
+    assert (tmp_path / "mitmproxy-ca.pem").stat().st_mode & 0o077 == 0
+
+
+def test_ca_command_keeps_an_existing_ca_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["ca", "--confdir", str(tmp_path), "--name", "first"])
+    first = (tmp_path / "mitmproxy-ca-cert.pem").read_bytes()
+    assert main(["ca", "--confdir", str(tmp_path), "--name", "second"]) == 0
+    assert "add --force to replace it" in capsys.readouterr().out
+    assert (tmp_path / "mitmproxy-ca-cert.pem").read_bytes() == first
+    main(["ca", "--confdir", str(tmp_path), "--name", "second", "--force"])
+    assert b"second" not in first and (tmp_path / "mitmproxy-ca-cert.pem").read_bytes() != first
+
+
+def test_ca_command_warns_about_an_open_key_and_advises_adding_to_the_system_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["ca", "--confdir", str(tmp_path)])
+    (tmp_path / "mitmproxy-ca.pem").chmod(0o644)
     main(["ca", "--confdir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "TOO OPEN" in out
-    assert "update-ca-certificates" in out
-    key.chmod(0o600)
+    assert "update-ca-certificates" in out and "never replace a store" in out
+    assert "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt" in out
     main(["ca", "--confdir", str(tmp_path), "--path"])
     assert capsys.readouterr().out.strip() == str(tmp_path / "mitmproxy-ca-cert.pem")
 

@@ -23,7 +23,9 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from guard.formats._xml import name, read_xml
 from guard.proxy.addon import AutodiscoverGuard
+from guard.proxy.console import JsonConsole
 from guard.proxy.dns import DnsGuard
+from guard.proxy.identity import ClientIdentity
 from guard.proxy.prometheus import MetricsEndpoint
 from guard.proxy.walk import PendingRedirects
 from guard.rules import CREDENTIAL_LEAK, DISCOVERY_TLD, REDIRECT_LIMIT
@@ -125,8 +127,10 @@ def test_mitmproxys_body_limit_defaults_to_the_policys_wire_cap(given: str | Non
 def test_the_script_shim_exposes_the_http_dns_and_metrics_addons_sharing_one_runtime() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ROOT / "addons" / "autodiscover_guard.py"))
-        assert [type(a) for a in module.addons] == [AutodiscoverGuard, DnsGuard, MetricsEndpoint]
-        assert module.addons[0].runtime is module.addons[1].runtime is module.addons[2].runtime
+        # client identity first (it marks flows before the guard reads them), the JSON console last
+        assert [type(a) for a in module.addons] == [ClientIdentity, AutodiscoverGuard, DnsGuard, MetricsEndpoint,
+                                                    JsonConsole]
+        assert module.addons[1].runtime is module.addons[2].runtime is module.addons[3].runtime
 
 
 def test_other_traffic_passes_untouched_and_unlogged(guard: Guard) -> None:

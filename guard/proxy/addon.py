@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 import weakref
@@ -43,6 +44,7 @@ from guard.policy import Policy, default_policy_path
 from guard.proxy import flows
 from guard.proxy.apply import apply_http, hang_up_upstream
 from guard.proxy.endpoints import is_discovery, is_discovery_host
+from guard.proxy.identity import client_address
 from guard.proxy.record import DISCOVERY, FlowState, internal_error, settle
 from guard.proxy.reload import Runtime
 from guard.proxy.walk import PendingRedirects
@@ -188,6 +190,7 @@ class AutodiscoverGuard:
             runtime.metrics_path or "off",
         )
         runtime.start()
+        gc.freeze()  # the suffix list, policy and caches never die: keep them out of every collection
 
     def done(self) -> None:
         """Stop the ticker, write the final metrics, close the log and the pin stores."""
@@ -230,9 +233,7 @@ class AutodiscoverGuard:
     def _start(self, flow: http.HTTPFlow, host: str) -> FlowState:
         runtime = self.runtime
         policy = runtime.policy_in_force()
-        peer = flow.client_conn.peername
-        state = FlowState(policy, runtime.mode(policy), str(peer[0]) if peer else "?", host,
-                          flows.flow_url(flow.request))
+        state = FlowState(policy, runtime.mode(policy), client_address(flow), host, flows.flow_url(flow.request))
         self._flows[flow] = state
         flow.metadata[DISCOVERY] = True
         return state

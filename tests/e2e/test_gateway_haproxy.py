@@ -11,6 +11,7 @@ namespace lab (test_gateway_lab.py) runs the file unchanged with real client add
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -105,7 +106,9 @@ def routes(upstream: Upstream) -> None:
 
 @pytest.fixture(scope="module")
 def guards(make_guard_proxy: ProxyFactory) -> Iterator[tuple[GuardProxy, GuardProxy]]:
-    pair = (make_guard_proxy(mode="enforce"), make_guard_proxy(mode="enforce"))
+    trust_haproxy = {"guard_trusted_proxies": "127.0.0.1"}  # `run --trusted-proxy 127.0.0.1`
+    pair = (make_guard_proxy(mode="enforce", options=trust_haproxy),
+            make_guard_proxy(mode="enforce", options=trust_haproxy))
     yield pair
     for proxy in pair:
         proxy.stop()
@@ -162,3 +165,27 @@ def test_two_guards_behind_haproxy_judge_every_request_once(balancer: HAProxy, g
     for line in lines:
         n = int(line["url"].rpartition("?n-")[2])
         assert line["action"] == ("allow" if n % 2 == 0 else "block"), line
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])  # CONNECT tunnel / absolute-form request
+def test_decisions_behind_haproxy_name_the_client_haproxy_saw_not_one_it_claims(
+        balancer: HAProxy, guards: tuple[GuardProxy, GuardProxy], ca_bundle: Path, scheme: str) -> None:
+    """The client binds 127.0.0.9 and claims 198.51.100.7 on the CONNECT and inside the tunnel:
+    HAProxy drops the claim and forwards 127.0.0.9; the guards trust HAProxy (127.0.0.1) only."""
+    before = [len(proxy.decisions()) for proxy in guards]
+    key = f"client-{scheme}"
+    done = subprocess.run(["curl", "-sS", "--noproxy", "", "--interface", "127.0.0.9", "-x", balancer.url,
+                           "--proxy-header", "X-Forwarded-For: 198.51.100.7", "-H", "X-Forwarded-For: 198.51.100.7",
+                           "--cacert", str(ca_bundle), "-H", "content-type: text/xml",
+                           "--data-binary", pox_request("alice@contoso.com").decode(),
+                           f"{scheme}://{HONEST_HOST}{POX}?{key}"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+    def new_decisions() -> list[dict[str, Any]] | None:
+        found = [line for proxy, count in zip(guards, before, strict=True) for line in proxy.decisions()[count:]
+                 if f"?{key}" in line["url"]]
+        return found or None
+
+    (line,) = guards[0].wait_for(new_decisions, what=f"the decision for {key}")
+    assert line["client"] == "127.0.0.9", json.dumps(line)

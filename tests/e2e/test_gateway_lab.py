@@ -154,13 +154,51 @@ def test_haproxy_source_balancing_spreads_client_addresses_over_both_instances(
     assert {ip: len(names) for ip, names in servers.items()} == dict.fromkeys(CLIENT_ADDRESSES, 1)  # sticky
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: client identity through the load balancer, part 2")
 def test_explicit_gateway_records_carry_the_real_client_address(
         explicit_run: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]) -> None:
     records, logs = explicit_run
     source = {record["n"]: record["source"] for record in records}
     for line in (line for log in logs for line in log):
         assert line["client"] == source[marker(line)], line
+
+
+FORGED = "198.51.100.77"  # an address no lab host has
+
+
+def decision_for(gateway: Gateway, key: str) -> dict[str, Any]:
+    """The one decision whose URL carries the query key `key` (the logs are written async)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [line for instance in gateway.instances for line in instance.decisions() if f"?{key}" in line["url"]]
+        if found or time.monotonic() > deadline:
+            assert len(found) == 1, found
+            return found[0]
+        time.sleep(0.05)
+
+
+def forging_curl(gateway: Gateway, proxy: str, key: str, *, interface: str) -> list[str]:
+    """curl asking for the seed answer with its own X-Forwarded-For on the CONNECT and inside the tunnel."""
+    return ["curl", "-sS", "--noproxy", "", "--interface", interface, "-x", proxy,
+            "--proxy-header", f"X-Forwarded-For: {FORGED}", "-H", f"X-Forwarded-For: {FORGED}",
+            "--cacert", str(gateway.bundle), "-H", "content-type: text/xml",
+            "--data-binary", pox_request(USERS[SEED]).decode(), f"https://{SEED}{POX}?{key}"]
+
+
+def test_a_client_forging_x_forwarded_for_through_haproxy_is_recorded_with_its_own_address(
+        explicit: Gateway) -> None:
+    via_haproxy = f"http://{GATEWAY_CLIENT_SIDE}:{lab_support.PROXY_PORT}"
+    explicit.lab.run(explicit.lab.clients, forging_curl(explicit, via_haproxy, "forged-via-haproxy",
+                                                        interface=CLIENT_ADDRESSES[2]))
+    assert decision_for(explicit, "forged-via-haproxy")["client"] == CLIENT_ADDRESSES[2]
+
+
+def test_an_untrusted_peer_sending_x_forwarded_for_to_an_instance_is_recorded_with_its_own_address(
+        explicit: Gateway) -> None:
+    """Only HAProxy (127.0.0.1) is trusted: a peer on 127.0.0.2 talking to a guard directly asserts nothing."""
+    instance = explicit.instances[0]
+    explicit.lab.run(explicit.lab.gateway, forging_curl(explicit, f"http://127.0.0.1:{instance.port}", "forged-direct",
+                                                        interface="127.0.0.2"))
+    assert decision_for(explicit, "forged-direct")["client"] == "127.0.0.2"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 18: an instance label in the metrics (guard/metrics.py), part 2")

@@ -423,15 +423,17 @@ def mixed(count: int, *, discovery_every: int = 1) -> list[Ask]:
 
 
 def instance_argv(folder: Path, name: str, listen: str, extra: Sequence[str], origin_ca: Path, *,
-                  bare: bool = False) -> list[str]:
-    """What `autodiscover-guard run --mode gateway` execs, trusting the lab's origin CA upstream; with
-    `bare`, the same mitmdump options without the guard (the throughput baseline)."""
+                  bare: bool = False, trusted_haproxy: bool = False) -> list[str]:
+    """What `autodiscover-guard run --mode gateway` execs, trusting the lab's origin CA upstream (and,
+    with `trusted_haproxy`, HAProxy's X-Forwarded-For: `--trusted-proxy 127.0.0.1`); with `bare`, the
+    same mitmdump options without the guard (the throughput baseline)."""
     from guard.launch import mitmdump_argv
     from guard.policy import load_policy
 
     args = argparse.Namespace(mode="gateway", listen=listen, confdir=str(folder / "confdir"),
                               log=str(folder / f"{name}.jsonl"), dns=None, dns_upstream=None,
                               web=None, metrics=None, save=None,
+                              trusted_proxy=["127.0.0.1"] if trusted_haproxy else [],
                               mitmdump_args=[*extra, "--set", f"ssl_verify_upstream_trusted_ca={origin_ca}",
                                              *([] if bare else ["--set", f"guard_metrics={folder / f'{name}.prom'}"])])
     argv = mitmdump_argv(args, POLICY, load_policy(POLICY))
@@ -468,7 +470,7 @@ def start_gateway(pki: Any, folder: Path, *, explicit: bool, bare: bool = False)
         for index, port in enumerate(GUARD_PORTS, 1):
             name = f"g{index}"
             listen, extra = (f"127.0.0.1:{port}", []) if explicit else (f"0.0.0.0:{port}", ["--mode", "transparent"])
-            argv = instance_argv(folder, name, listen, extra, pki.origin_ca_bundle, bare=bare)
+            argv = instance_argv(folder, name, listen, extra, pki.origin_ca_bundle, bare=bare, trusted_haproxy=explicit)
             output = folder / f"{name}.out"
             process = lab.spawn(lab.gateway, argv, output)
             instances.append(Instance(name, port, process, folder / f"{name}.jsonl", folder / f"{name}.prom", output))
