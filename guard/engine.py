@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from guard import rules
+from guard.budget import UNLIMITED, Budget, OverBudget
 from guard.errors import UntrustedInputError
 from guard.formats import Format, detect
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, Transport, ValueKind
@@ -38,6 +39,7 @@ def judge(
     content_type: str = "",
     extra: Sequence[Suggestion] = (),
     mx: MxAnswer | None = None,
+    budget: Budget = UNLIMITED,
 ) -> Decision:
     """Judge one answer for one user under one policy. Never raises.
 
@@ -50,6 +52,7 @@ def judge(
             body's, removed by dropping the format's sensitive headers.
         mx: the MX answer for the user's domain, looked up by the caller when the policy enables
             MX evidence (`judge` itself does no I/O); None: no MX evidence.
+        budget: the time this answer may cost (`limits.judge_ms`); over it the answer is `malformed`.
     """
     try:
         fmt = fmt or detect(body, url, content_type)
@@ -61,8 +64,14 @@ def judge(
         except UntrustedInputError as exc:
             finding = Finding(rules.MALFORMED, "", "(document)", f"{fmt.name}: {exc}")
             return _decide(fmt.name, (finding,), (), policy, fmt, body)
-        findings, notes = _findings(parsed, tuple(extra), user, policy, mx)
-        decision = _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed)
+        try:
+            budget.now()
+            findings, notes = _findings(parsed, tuple(extra), user, policy, mx, budget)
+            decision = _decide(fmt.name, findings, parsed.suggestions + tuple(extra), policy, fmt, body, parsed,
+                               budget)
+        except OverBudget as exc:
+            finding = Finding(rules.MALFORMED, "", "(document)", f"{fmt.name}: {exc}")
+            return _decide(fmt.name, (finding,), (), policy, fmt, body)
         return replace(decision, notes=notes + decision.notes) if notes else decision
     except Exception as exc:
         if fmt is None:
@@ -71,7 +80,7 @@ def judge(
 
 
 def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
-              policy: Policy, mx: MxAnswer | None) -> tuple[list[Finding], tuple[str, ...]]:
+              policy: Policy, mx: MxAnswer | None, budget: Budget) -> tuple[list[Finding], tuple[str, ...]]:
     """The rules' findings, and notes on foreign-host findings excused by MX evidence.
 
     Answers name the same host many times (a POX answer lists mail.contoso.com in a dozen
@@ -85,6 +94,7 @@ def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
     if reserved is not None:
         found.append(reserved)
     for suggestion in parsed.suggestions + extra:
+        budget.check()
         leads_to = (suggestion.value, suggestion.kind, suggestion.transport, suggestion.role is Role.INFO)
         if leads_to in clean:
             continue
@@ -134,6 +144,7 @@ def _decide(
     fmt: Format | None,
     body: bytes,
     parsed: Parsed | None = None,
+    budget: Budget = UNLIMITED,
 ) -> Decision:
     kept = [f for f in findings if policy.action_for(f.rule) is not RuleAction.OFF]
     level = max((_SEVERITY[policy.action_for(f.rule)] for f in kept), default=0)
@@ -145,11 +156,14 @@ def _decide(
         if fmt is None or parsed is None or any(s is None for s in drop):
             action = Action.BLOCK
         else:
-            in_body = [s for s in drop if s in parsed.suggestions and s is not None]
+            present = set(parsed.suggestions)  # a set: one lookup per dropped suggestion keeps this linear
+            in_body = [s for s in drop if s in present and s is not None]
+            budget.now()
             rewritten = fmt.rewrite(body, parsed, in_body) if in_body else body
             if rewritten is None:
                 action = Action.BLOCK
                 notes = ("no safe remainder after removing the offending suggestions",)
+    budget.now()  # the rewrite is the last costly step
     reply = None
     drop_headers: tuple[str, ...] = ()
     if action is Action.BLOCK:

@@ -257,6 +257,10 @@ class _Failures:
                     f"{self._episode} decision line(s) lost so far ({self.count} since start); "
                     "decisions are still enforced")
 
+    @property
+    def failing(self) -> bool:
+        return self._episode > 0
+
     def worked(self) -> None:
         """Writing works (again): end the episode, saying how many lines it lost."""
         if self._episode:
@@ -284,6 +288,11 @@ class DecisionLog:
     def failures(self) -> int:
         """Lines that could not be written since start."""
         return self._failures.count
+
+    @property
+    def failing(self) -> bool:
+        """The last line could not be written (`log.required` then refuses flows until one is)."""
+        return self._failures.failing
 
     def open(self) -> None:
         """Open the file now, at start: a missing or unwritable folder is a `SetupError` naming the fix."""

@@ -1,7 +1,8 @@
 """Gateway metrics in the Prometheus text format (version 0.0.4), kept in memory.
 
 Counters of decisions by action, of decisions by rule and action, of policy loads, of decision
-lines the log could not write, and a histogram of the latency the guard adds per flow. Every
+lines the log could not write, of flows refused for that (`log.required`), and a histogram of
+the latency the guard adds per flow. Every
 series carries an `instance` label (the option the adapter passes, else `<hostname>`), so the
 files of several gateway instances can be merged by one collector. `SERIES` is the one list of
 what is exported: `render` walks it, and an HTTP exposition can serve the same text.
@@ -59,6 +60,7 @@ class Metrics:
         self.rules: Counter[tuple[str, str]] = Counter()  # (rule, would-be action)
         self.reloads: Counter[str] = Counter()  # loaded | rejected
         self.log_write_failures = 0
+        self.unlogged_refusals = 0
         self.revision = ""
         self.bucket_counts = [0] * len(BUCKETS)
         self.latency_sum = 0.0
@@ -87,6 +89,11 @@ class Metrics:
     def log_write_failed(self) -> None:
         """Count one decision line the log could not write (`DecisionLog(on_failure=…)`)."""
         self.log_write_failures += 1
+        self.changed = True
+
+    def refused_unlogged(self) -> None:
+        """Count one discovery flow refused because the log cannot record it (`log.required`)."""
+        self.unlogged_refusals += 1
         self.changed = True
 
     def render(self) -> str:
@@ -136,6 +143,9 @@ SERIES: tuple[Series, ...] = (
            lambda m: iter([("", {"revision": m.revision}, 1)])),
     Series("log_write_failures_total", "counter", "Decision lines the log could not write (each is also on stderr).",
            lambda m: iter([("", {}, m.log_write_failures)])),
+    Series("unlogged_refusals_total", "counter",
+           "Discovery flows refused because the decision log could not record them (log.required).",
+           lambda m: iter([("", {}, m.unlogged_refusals)])),
     Series(LATENCY, "histogram", "Time the guard spent on one discovery flow.", _latency),
 )
 

@@ -41,6 +41,7 @@ class Limits:
     max_body_bytes: int = 1024 * 1024  # wire bytes of one answer (and of a request body read)
     max_decoded_bytes: int = 1024 * 1024  # after Content-Encoding; stops decompression bombs
     max_redirects: int = 10  # MS-OXDSCLI: clients "should stop redirecting after 10 redirects"
+    judge_ms: int = 500  # time budget to judge one answer; over it the answer is `malformed` (too costly)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,14 @@ class LogSettings:
     """What the decision log may reveal."""
 
     hash_local_part: bool = True
+    required: bool = False  # the log cannot be written: refuse discovery flows rather than judge unrecorded
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """What audit mode still enforces (docs/audit.md)."""
+
+    enforce_credential_rules: bool = True  # `discovery-tld`, `credential-leak`: the only cost is a password
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,8 @@ class Policy:
     discovery_hosts: tuple[str, ...] = ()
     pinning: Pinning = field(default_factory=Pinning)
     mx: MxSettings | None = None  # `mx_evidence` enabled: MX lookups (by the caller of judge) may excuse foreign-host
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    files: tuple[str, ...] = ()  # every file read to build it (the policy, its provider maps): reload watches them
 
     def action_for(self, rule: str) -> RuleAction:
         """The configured action for a rule id."""
@@ -105,11 +116,13 @@ def load_policy(path: str | Path) -> Policy:
         where = version or Located(None, str(path), 1, 1)
         raise where.error(f"'version: {POLICY_VERSION}' is required")
     entries: list[TrustEntry] = []
+    files = [str(path)]
     for include in strings(root.get("providers")):
         include_path = path.parent / include.value
         if not include_path.is_file():
             raise include.error(f"provider map not found: {include_path}")
         include_text, include_digest = _read(include_path)
+        files.append(str(include_path))
         digest.update(include_digest.digest())
         entries.extend(_provider_map(load_located(include_text, str(include_path))))
     for item in items(root.get("allow")):
@@ -132,12 +145,15 @@ def load_policy(path: str | Path) -> Policy:
         discovery_hosts=tuple(_host(h) for h in strings(root.get("discovery_hosts"))),
         pinning=_pinning(root.get("pinning"), path),
         mx=_mx_evidence(root.get("mx_evidence")),
+        audit=AuditSettings(enforce_credential_rules=_flag(
+            mapping(root.get("audit"), frozenset({"enforce_credential_rules"})), "enforce_credential_rules", True)),
+        files=tuple(files),
     )
 
 
 _POLICY_KEYS = frozenset({
     "version", "mode", "on_error", "rules", "providers", "provider_db", "allow", "limits", "log",
-    "discovery_hosts", "description", "pinning", "mx_evidence",
+    "discovery_hosts", "description", "pinning", "mx_evidence", "audit",
 })
 
 
@@ -185,7 +201,7 @@ def _actions(node: Located | None) -> dict[str, RuleAction]:
 
 
 def _limits(node: Located | None) -> Limits:
-    keys = mapping(node, frozenset({"max_body_bytes", "max_decoded_bytes", "max_redirects"}))
+    keys = mapping(node, frozenset({"max_body_bytes", "max_decoded_bytes", "max_redirects", "judge_ms"}))
     base = Limits()
     return Limits(
         max_body_bytes=integer(keys["max_body_bytes"], 1024) if "max_body_bytes" in keys else base.max_body_bytes,
@@ -193,17 +209,22 @@ def _limits(node: Located | None) -> Limits:
             integer(keys["max_decoded_bytes"], 1024) if "max_decoded_bytes" in keys else base.max_decoded_bytes
         ),
         max_redirects=integer(keys["max_redirects"], 0) if "max_redirects" in keys else base.max_redirects,
+        judge_ms=integer(keys["judge_ms"], 1) if "judge_ms" in keys else base.judge_ms,
     )
 
 
 def _log(node: Located | None) -> LogSettings:
-    keys = mapping(node, frozenset({"hash_local_part"}))
-    if "hash_local_part" in keys:
-        value = keys["hash_local_part"]
-        if not isinstance(value.value, bool):
-            raise value.error("expected true or false")
-        return LogSettings(hash_local_part=value.value)
-    return LogSettings()
+    keys = mapping(node, frozenset({"hash_local_part", "required"}))
+    return LogSettings(hash_local_part=_flag(keys, "hash_local_part", True), required=_flag(keys, "required", False))
+
+
+def _flag(keys: Mapping[str, Located], name: str, default: bool) -> bool:
+    if name not in keys:
+        return default
+    value = keys[name]
+    if not isinstance(value.value, bool):
+        raise value.error("expected true or false")
+    return value.value
 
 
 def _pinning(node: Located | None, policy_path: Path) -> Pinning:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from guard.formats._xml import Span, element_spans
 from guard.model import Suggestion
 from guard.policy import Policy, load_policy
+from guard.pseudonym import ENV_FILE
 from tests.e2e.support.nsd import Nsd, nsd_binary, start_nsd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,13 @@ settings.register_profile("default", max_examples=100, deadline=None,
 settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")), deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def _pseudonym_key_outside_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test (nor a mitmdump it starts) creates a pseudonym key in the real home; a test may name another."""
+    if not os.environ.get(ENV_FILE):
+        monkeypatch.setenv(ENV_FILE, str(tmp_path_factory.getbasetemp() / "pseudonym.key"))
 
 
 def pox_request(address: str) -> bytes:

@@ -590,10 +590,17 @@ def test_metrics_count_decisions_by_rule_and_action(guard: Guard, tmp_path: Path
     guard.through(make_flow(AUTODETECT_URL, headers={"x-email": "email@example.com"}),
                   answer(fixture("autodetect__seed_example_com.json")))
     guard.addon.tick()
-    text, instance = target.read_text(), f'instance="{socket.gethostname()}"'
+    text, instance = target.read_text(), f'instance="{socket.gethostname()}:8080"'  # host:port by default
     assert f'autodiscover_guard_decisions_total{{{instance},mode="enforce",action="block"}} 1' in text
     assert f'autodiscover_guard_rule_decisions_total{{{instance},rule="reserved-user-domain",action="block"}} 1' in text
     assert f"autodiscover_guard_added_latency_seconds_count{{{instance}}} 1" in text
+
+
+def test_the_metrics_instance_label_can_be_named(guard: Guard, tmp_path: Path) -> None:
+    target = tmp_path / "guard.prom"
+    guard.configure(guard_metrics=str(target), guard_instance="gw-a")
+    guard.addon.tick()
+    assert 'autodiscover_guard_policy_info{instance="gw-a",' in target.read_text()
 
 
 def test_metrics_are_written_once_more_at_exit(guard: Guard, tmp_path: Path) -> None:
@@ -626,7 +633,66 @@ def test_a_valid_policy_change_swaps_in(guard: Guard, tmp_path: Path) -> None:
     assert guard.addon.policy is before  # not yet: the file might still be being written
     guard.addon.tick()
     assert guard.addon.policy is not before
-    assert guard.lines("policy_loaded")[-1]["revision"] == guard.addon.policy.revision  # type: ignore[union-attr]
+    assert guard.lines("policy_reloaded")[-1]["revision"] == guard.addon.policy.revision  # type: ignore[union-attr]
+    flow = guard.through(make_flow(AUTOCONFIG_URL), answer(fixture("autoconfig__oauth2_foreign_authurl.xml")))
+    assert flow.metadata["guard.action"] == "warn"
+
+
+def test_a_truncated_write_completed_before_it_was_stable_is_never_loaded_half(guard: Guard, tmp_path: Path) -> None:
+    path = policy_copy(tmp_path, (ROOT / "policies" / "gateway.example.yaml").read_text())
+    guard.configure(guard_policy=str(path))
+    whole = path.read_text().replace("max_redirects: 5", "max_redirects: 4")
+    path.write_text(whole[: whole.index("discovery_hosts:")])  # still a valid policy, minus its tail
+    guard.addon.tick()
+    path.write_text(whole)  # the writer finishes before the file was the same on two polls
+    settle(guard)
+    assert guard.addon.policy is not None and guard.addon.policy.limits.max_redirects == 4
+    assert len(guard.lines("policy_reloaded")) == 1  # the truncated text never was in force
+
+
+def test_a_file_that_changes_during_the_read_is_taken_only_once_stable(guard: Guard, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = policy_copy(tmp_path)
+    guard.configure(guard_policy=str(path))
+    before = guard.addon.policy
+    path.write_text(path.read_text().replace("foreign-host: rewrite", "foreign-host: warn"))
+    from guard.proxy import reload
+
+    real_load = reload.load_policy
+
+    def load_while_written(where: Path) -> object:
+        loaded = real_load(where)
+        path.write_text(path.read_text() + "# written during the read\n")
+        return loaded
+
+    monkeypatch.setattr(reload, "load_policy", load_while_written)
+    settle(guard)
+    assert guard.addon.policy is before  # what was read is not what the file says now
+    monkeypatch.setattr(reload, "load_policy", real_load)
+    guard.addon.tick()
+    assert guard.addon.policy is not before and "written during the read" in Path(guard.addon.policy.path).read_text()
+
+
+def test_editing_an_included_provider_map_alone_reloads_the_policy(guard: Guard, tmp_path: Path) -> None:
+    path = policy_copy(tmp_path)
+    guard.configure(guard_policy=str(path))
+    before = guard.addon.policy
+    providers = tmp_path / "providers.yaml"
+    providers.write_text(providers.read_text() + "# edited\n")
+    settle(guard)
+    assert guard.addon.policy is not before and guard.addon.policy is not None
+    assert str(providers) in guard.addon.policy.files
+    assert guard.lines("policy_reloaded")[-1]["revision"] == guard.addon.policy.revision
+
+
+def test_sighup_rereads_the_policy_at_once_and_reopens_the_log(guard: Guard, tmp_path: Path) -> None:
+    path = policy_copy(tmp_path)
+    guard.configure(guard_policy=str(path))
+    path.write_text(path.read_text().replace("foreign-host: rewrite", "foreign-host: warn"))
+    guard.log.rename(tmp_path / "decisions.jsonl.1")  # an external rotation without `create`
+    guard.addon.runtime.hangup()
+    assert [line["reason"] for line in guard.lines("log_reopened")] == ["reopen"]  # the new file, first line
+    assert guard.lines("policy_reloaded")[-1]["revision"] == guard.addon.policy.revision  # type: ignore[union-attr]
     flow = guard.through(make_flow(AUTOCONFIG_URL), answer(fixture("autoconfig__oauth2_foreign_authurl.xml")))
     assert flow.metadata["guard.action"] == "warn"
 

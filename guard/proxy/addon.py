@@ -8,7 +8,15 @@ Response side (`responseheaders`, `response`): decode the body with the guard's 
 decoder, judge it with `guard.engine.judge`, judge a 30x `Location` like a redirect suggestion,
 count redirect hops per client and user (`redirect-limit`), refuse Basic challenges from hosts
 the user does not own, then pass, rewrite or block. Audit mode changes nothing and logs what
-enforce would have done.
+enforce would have done, except the request refusals whose only cost is a password
+(`audit.enforce_credential_rules`, docs/audit.md).
+
+Big answers are judged in the runtime's threads (`response` returns a coroutine that awaits
+them), under the policy's time budget (`limits.judge_ms`): one costly answer never holds up the
+event loop and every other client with it. Small ones are judged inline, where the thread hop
+would cost more than the judgement (bench/hooks.py).
+
+When the policy sets `log.required`, a flow the decision log cannot record is refused.
 
 Every hook body is wrapped: mitmproxy forwards the upstream answer unchanged when an addon
 raises, so an internal error becomes a block unless the policy's `on_error` is `allow`.
@@ -21,6 +29,8 @@ import contextlib
 import functools
 import gc
 import logging
+import signal
+import socket
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
@@ -32,15 +42,17 @@ from urllib.parse import urljoin
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
+from guard.budget import Budget
 from guard.engine import GENERIC_BLOCK, fold, judge
-from guard.errors import PolicyError, UntrustedInputError
+from guard.errors import PolicyError, SetupError, UntrustedInputError
 from guard.formats import Format, by_name, detect, hint
-from guard.log import DecisionLog, FlowFacts
+from guard.log import FlowFacts, use_pseudonym_key
+from guard.metrics import MetricsFile
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
 from guard.mx import MxSettings
 from guard.ownership import load_suffix_list
 from guard.pins import PinKeeper
-from guard.policy import Policy, default_policy_path
+from guard.policy import Mode, Policy, default_policy_path
 from guard.proxy import flows
 from guard.proxy.apply import apply_http, hang_up_upstream
 from guard.proxy.endpoints import is_discovery, is_discovery_host
@@ -48,6 +60,7 @@ from guard.proxy.identity import client_address
 from guard.proxy.record import DISCOVERY, FlowState, internal_error, settle
 from guard.proxy.reload import Runtime
 from guard.proxy.walk import PendingRedirects
+from guard.pseudonym import load_key
 from guard.rules import MALFORMED
 from guard.rules import request as request_rules
 from guard.rules.walk import hop_key, redirect_limit
@@ -55,6 +68,10 @@ from guard.rules.walk import hop_key, redirect_limit
 logger = logging.getLogger(__name__)
 
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+INLINE_BYTES = 64 * 1024  # answers up to this size are judged on the event loop (bench/hooks.py)
+# What a client gets when the decision log cannot record its flow and the policy requires it.
+UNLOGGED = Reply(503, "text/plain; charset=utf-8",
+                 b"Refused by autodiscover-guard: the decision log cannot be written (log.required).\n")
 
 
 def _no_suggestions(_body: bytes) -> Parsed:
@@ -100,6 +117,12 @@ def _event_loop_running() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _listen_port() -> int:
+    """The proxy's port, for the metrics' default `instance` (mitmproxy's default HTTP proxy port when unset)."""
+    port = ctx.options.listen_port if "listen_port" in ctx.options else None
+    return int(port or 8080)
 
 
 def _options_error(message: str) -> Exception:
@@ -151,6 +174,7 @@ class AutodiscoverGuard:
         add("guard_max_body", int, 0, "Cap in bytes on any body the guard reads (wire and decoded); "
                                       "0: the policy's limits.")
         add("guard_metrics", str, "", "Prometheus text file rewritten every second and at exit; empty: off.")
+        add("guard_instance", str, "", "The metrics' `instance` label; empty: <hostname>:<listen port>.")
 
     def configure(self, updated: set[str]) -> None:
         """Validate options (mitmproxy does not enforce choices) and load the policy; errors exit at start."""
@@ -165,14 +189,26 @@ class AutodiscoverGuard:
                 policy = runtime.read_policy(Path(options.guard_policy).expanduser())
             except PolicyError as exc:
                 raise _options_error(f"invalid policy: {exc}") from None
+        log = runtime.new_log(options.guard_log) if "guard_log" in updated else None
+        metrics_file = MetricsFile(options.guard_metrics) if options.guard_metrics else None
+        try:
+            if log is not None:
+                log.open()
+            if metrics_file is not None:
+                metrics_file.check()
+            if "confdir" in updated:  # the key beside the CA, unless the environment names one
+                use_pseudonym_key(load_key(Path(options.confdir).expanduser()))
+        except SetupError as exc:  # a missing folder: exit at start with the fix, not run without a trail
+            raise _options_error(str(exc)) from None
         # everything is valid from here on: apply
         runtime.mode_option = options.guard_mode
         runtime.max_body_option = options.guard_max_body
         runtime.console = options.guard_console
-        runtime.metrics_path = options.guard_metrics
-        if "guard_log" in updated:
+        runtime.metrics_file = metrics_file
+        runtime.metrics.instance = options.guard_instance or f"{socket.gethostname()}:{_listen_port()}"
+        if log is not None:
             runtime.log.close()
-            runtime.log = DecisionLog(options.guard_log)
+            runtime.log = log
         if policy is not None:
             runtime.install(policy)
         if "body_size_limit" in options and options.body_size_limit is None:
@@ -191,9 +227,14 @@ class AutodiscoverGuard:
         )
         runtime.start()
         gc.freeze()  # the suffix list, policy and caches never die: keep them out of every collection
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals: Windows, or not the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.hangup)
+        # SIGTERM is mitmproxy's (it shuts down, which calls `done`: the log is flushed and closed there)
 
     def done(self) -> None:
-        """Stop the ticker, write the final metrics, close the log and the pin stores."""
+        """Stop the ticker, write the final metrics, close the log and the pin stores; give SIGHUP back."""
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         self.runtime.stop()
         self.pins.close()
 
@@ -213,6 +254,9 @@ class AutodiscoverGuard:
         started = time.perf_counter()
         state = self._start(flow, host)
         policy = state.policy
+        if policy.log.required and self.runtime.log.failing:  # refuse before any upstream connection
+            self._refuse_unlogged(flow, state, started)
+            return
         body = flows.request_body(req, *self.runtime.caps(policy))
         state.user, state.user_source = flows.identify(req, host, body)
         if state.user is not None and policy.mx is not None and _event_loop_running():
@@ -226,6 +270,8 @@ class AutodiscoverGuard:
         if finding is not None:
             decision = fold(Decision(hint(state.url) or "request", Action.ALLOW), [finding], policy,
                             _local_reply(finding))
+            if state.mode is Mode.AUDIT and policy.audit.enforce_credential_rules:
+                state.enforced_in_audit = True  # a trial must not cost a password (docs/audit.md)
             self._finish(flow, state, decision, started)
         else:
             state.elapsed += time.perf_counter() - started
@@ -261,21 +307,30 @@ class AutodiscoverGuard:
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """Judge the answer and pass, rewrite or block it.
 
-        When the policy enables MX evidence, this returns a coroutine (mitmproxy awaits it) that
-        waits for the user domain's MX answer without blocking the event loop; otherwise it judges
-        at once, so the common path costs no coroutine.
+        When the answer has to wait (the user domain's MX answer, when the policy enables MX
+        evidence) or is big enough to judge in a thread, this returns a coroutine (mitmproxy awaits
+        it) so the event loop keeps serving other flows; otherwise it judges at once, so the
+        common path costs no coroutine.
         """
         state = self._flows.get(flow)
-        if state is None or state.done or state.user is None or state.policy.mx is None:
+        if state is None or state.done or flow.response is None:
+            return None
+        mx = state.policy.mx if state.user is not None else None
+        big = (self.runtime.judges is not None and 200 <= flow.response.status_code < 300
+               and len(flow.response.raw_content or b"") > INLINE_BYTES)
+        if mx is None and not big:
             self.judge_response(flow)
             return None
-        return self._response_with_mx(flow, state, state.user.domain, state.policy.mx)
+        return self._judge_later(flow, state, mx, big=big)
 
-    async def _response_with_mx(self, flow: http.HTTPFlow, state: FlowState, domain: str,
-                                settings: MxSettings) -> None:
+    async def _judge_later(self, flow: http.HTTPFlow, state: FlowState, mx: MxSettings | None, *, big: bool) -> None:
         try:
-            state.mx = await self.runtime.mx_lookups(settings).answer(domain)
-        except Exception as exc:  # answer() never raises by design; fail closed if it ever does
+            if mx is not None and state.user is not None:
+                state.mx = await self.runtime.mx_lookups(mx).answer(state.user.domain)
+            if big and flow.response is not None and self.runtime.judges is not None:
+                state.judged = await asyncio.get_running_loop().run_in_executor(
+                    self.runtime.judges, self._judge_answer, flow.response, state)
+        except Exception as exc:  # neither raises by design; fail closed if one ever does
             self._internal_error(flow, exc, can_replace=True)
             return
         self.judge_response(flow)
@@ -292,7 +347,8 @@ class AutodiscoverGuard:
         if location is not None:
             decision = self._judge_location(state, location)
         elif 200 <= status < 300:
-            decision = self._judge_body(flow.response, state)
+            answer = state.judged or self._judge_answer(flow.response, state)
+            decision = self._judge_hops(state, answer, answer.suggestions)
         else:
             decision = Decision(hint(state.url) or "unknown", Action.ALLOW,
                                 notes=(f"HTTP {status}: no answer to judge",))
@@ -308,9 +364,10 @@ class AutodiscoverGuard:
             return
         why = flow.error.msg if flow.error is not None else "unknown error"
         decision = Decision(hint(state.url) or "unknown", Action.ALLOW, notes=(f"no answer: {why}",))
-        self._finish(flow, state, decision, time.perf_counter())
+        self._finish(flow, state, decision, time.perf_counter(), error=why)  # logged as action `error`
 
-    def _judge_body(self, response: http.Response, state: FlowState) -> Decision:
+    def _judge_answer(self, response: http.Response, state: FlowState) -> Decision:
+        """Decode and judge the body under the policy's time budget: no hook state, so it may run in a thread."""
         policy, url = state.policy, state.url
         content_type = flows.header(response.headers, b"content-type") or ""
         try:
@@ -321,9 +378,8 @@ class AutodiscoverGuard:
             return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
         fmt = detect(body, url, content_type)
         extra = fmt.header_suggestions(response.headers) if fmt is not None else ()
-        decision = judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra,
-                         mx=state.mx)
-        return self._judge_hops(state, decision, decision.suggestions)
+        return judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra,
+                     mx=state.mx, budget=Budget(policy.limits.judge_ms / 1000))
 
     def _judge_location(self, state: FlowState, location: str) -> Decision:
         with contextlib.suppress(ValueError):  # else judged as written: unreadable means malformed
@@ -358,11 +414,23 @@ class AutodiscoverGuard:
     # -- applying and recording ------------------------------------------------------------------
 
     def _finish(self, flow: http.HTTPFlow, state: FlowState, decision: Decision, started: float,
-                *, kill: bool = False) -> None:
+                *, kill: bool = False, error: str | None = None) -> None:
         status = flow.response.status_code if flow.response is not None else None  # upstream's, if any
         latency = state.elapsed + time.perf_counter() - started
-        facts = FlowFacts(flow.id, state.client, flow.request.method, state.url, status)
-        settle(self.runtime, flow, state, facts, decision, latency, lambda: apply_http(flow, decision, kill=kill))
+        facts = FlowFacts(flow.id, state.client, flow.request.method, state.url, status, error)
+        recorded = settle(self.runtime, flow, state, facts, decision, latency,
+                          lambda: apply_http(flow, decision, kill=kill))
+        if not recorded and state.policy.log.required and error is None and decision.reply is not UNLOGGED:
+            self.runtime.metrics.refused_unlogged()  # judged, but no record of it: the client gets none either
+            apply_http(flow, Decision(decision.format, Action.BLOCK, reply=UNLOGGED), kill=kill)
+
+    def _refuse_unlogged(self, flow: http.HTTPFlow, state: FlowState, started: float) -> None:
+        """`log.required` and the log is failing: answer locally, in every mode (the record is tried all the same)."""
+        self.runtime.metrics.refused_unlogged()
+        state.enforced_in_audit = True
+        decision = Decision(hint(state.url) or "request", Action.BLOCK, reply=UNLOGGED,
+                            notes=("refused: the decision log cannot be written (log.required)",))
+        self._finish(flow, state, decision, started)
 
     def _internal_error(self, flow: http.HTTPFlow, exc: Exception, *, can_replace: bool) -> None:
         """Fail closed (unless `on_error: allow`) and still log the flow exactly once."""

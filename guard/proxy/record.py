@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from mitmproxy import dns, http
 
 from guard.engine import GENERIC_BLOCK, fold_error
-from guard.log import FlowFacts, console_line, decision_record
+from guard.log import Event, FlowFacts, console_line, decision_record
 from guard.model import Action, Decision
 from guard.mx import MxAnswer
 from guard.names import User
@@ -44,15 +44,17 @@ class FlowState:
     walk: Walk = NO_WALK
     mx: MxAnswer | None = None  # the user domain's MX answer, when the policy enables MX evidence
     elapsed: float = 0.0  # seconds spent in earlier hooks
+    judged: Decision | None = None  # the answer's judgement, when a thread made it before `judge_response`
+    enforced_in_audit: bool = False  # a refusal audit mode enforces too (docs/audit.md)
     done: bool = False
 
 
 def settle(runtime: Runtime, flow: http.HTTPFlow | dns.DNSFlow, state: FlowState, facts: FlowFacts,
-           decision: Decision, latency: float, apply: Callable[[], None]) -> None:
-    """Apply (enforce only, through `apply`), log once, count."""
+           decision: Decision, latency: float, apply: Callable[[], None]) -> bool:
+    """Apply (enforce only, through `apply`), log once, count. Returns whether the record was written."""
     state.done = True
     changes = decision.action in (Action.REWRITE, Action.BLOCK)
-    enforce = state.mode is Mode.ENFORCE
+    enforce = state.mode is Mode.ENFORCE or state.enforced_in_audit
     if enforce and changes:
         _keep_original(flow, runtime.caps(state.policy)[0])
         apply()
@@ -62,13 +64,18 @@ def settle(runtime: Runtime, flow: http.HTTPFlow | dns.DNSFlow, state: FlowState
         user_source=state.user_source, revision=state.policy.revision,
         hash_local=state.policy.log.hash_local_part, latency_us=round(latency * 1e6),
     )
-    runtime.log.write("decision", record)
+    if state.enforced_in_audit and state.mode is not Mode.ENFORCE:
+        record["enforced_in_audit"] = True
+    failures = runtime.log.failures
+    runtime.log.write(Event.DECISION, record)
     if runtime.console:
         logger.info(console_line(record))
-    rules, would = decision.rules, decision.action.value  # rules is worked out on every read
+    rules, would = decision.rules, str(record["would_action"])  # `error` when the upstream gave no answer
     runtime.metrics.observe(state.mode.value, would, rules, latency)
-    flow.metadata.update({ACTION: applied.value, WOULD_ACTION: would, RULES: list(rules), FORMAT: decision.format})
+    flow.metadata.update({ACTION: record["action"], WOULD_ACTION: would, RULES: list(rules),
+                          FORMAT: decision.format})
     annotate(flow, decision, applied=enforce)
+    return runtime.log.failures == failures
 
 
 def _keep_original(flow: http.HTTPFlow | dns.DNSFlow, cap: int) -> None:
