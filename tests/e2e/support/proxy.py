@@ -173,8 +173,9 @@ def wait_until_running(proxy: GuardProxy) -> int:
 
 
 def run_mitmdump_to_exit(pki: TestPKI, upstream: Upstream, workdir: Path, *, policy: Path,
-                         timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+                         timeout: float = 30.0, options: Mapping[str, str] | None = None,
+                         ) -> subprocess.CompletedProcess[str]:
     """Start mitmdump with the guard and expect it to stop by itself (a start-up failure)."""
-    options = {"guard_policy": str(policy), "guard_log": str(workdir / "decisions.jsonl")}
-    command = mitmdump_command(pki, upstream, workdir / "confdir", options, (), ())
+    settings = {"guard_policy": str(policy), "guard_log": str(workdir / "decisions.jsonl")} | dict(options or {})
+    command = mitmdump_command(pki, upstream, workdir / "confdir", settings, (), ())
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
