@@ -9,7 +9,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import gateway, growth, hooks, judgement, proxy
+from bench import costly, gateway, growth, hooks, judgement, proxy
 from guard.policy import default_policy_path, load_policy
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -79,6 +79,19 @@ def main() -> None:
     for count, per in growth.by_suggestions(default_policy_path()):
         print(f"| {count} | {per:.1f} |")
 
+    print("\n## Costly answers: foreign POX servers up to the cap, no time budget (limits.judge_ms off)\n")
+    print("| foreign-host action | answer bytes | suggestions | median ms | µs per KB |\n|---|---:|---:|---:|---:|")
+    costly_rows = costly.per_kb(policy)
+    for action, size, count, median_ms in costly_rows:
+        print(f"| {action} | {size:,} | {count:,} | {median_ms:.0f} | {median_ms * 1000 / (size / 1024):.0f} |")
+    for action in ("block", "rewrite"):
+        kb = {size: ms / (size / 1024) for a, size, _c, ms in costly_rows if a == action}
+        ratio = kb[max(kb)] / kb[min(kb)]
+        largest = max(ms for a, _s, _c, ms in costly_rows if a == action)
+        summary.append(f"costly answers linear, foreign-host {action} (µs/KB at 1 MiB within ×1.5 of 64 KB): "
+                       f"{_verdict(ratio <= 1.5)} — ×{ratio:.2f}, {largest:.0f} ms at 1 MiB "
+                       "(over limits.judge_ms the answer is blocked as malformed)")
+
     print("\n## The addon's own time per flow (its hooks in-process, mitmproxy test flows)\n")
     print("| flow | request hook µs | response hooks µs | of which judgement µs |\n|---|---:|---:|---:|")
     hook_rows = hooks.run(policy, 1000 if args.quick else 3000)
@@ -115,6 +128,14 @@ def main() -> None:
         summary.append(f"RSS growth over {flows:,} flows after warm-up ≤ 5 MB: "
                        f"{_verdict(growth_mib[True] * 1.048576 <= 5)} — {growth_mib[True]:.2f} MiB "
                        f"(bare mitmdump in the same run: {growth_mib[False]:.2f} MiB)")
+        print("\n## Benign flows while hostile 1 MiB answers are judged (2 clients sending them back to back)\n")
+        print("| benign AutoDetect flows | p50 ms | p99 ms | hostile answers judged meanwhile |\n|---|---:|---:|---:|")
+        waits = costly.benign_latency(100 if args.quick else 300)
+        for side, (p50, p99, judged) in waits.items():
+            print(f"| {side} | {p50:.1f} | {p99:.1f} | {judged} |")
+        loaded_p99 = waits["with hostile 1 MiB answers"][1]
+        summary.append(f"benign p99 ≤ 1 s while hostile 1 MiB answers are judged: {_verdict(loaded_p99 <= 1000)} — "
+                       f"{loaded_p99:.0f} ms (alone: {waits['alone'][1]:.0f} ms)")
         summary += gateway.report(args.quick)
 
     print("\n## Summary (targets from issue 5)\n")

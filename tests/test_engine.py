@@ -173,3 +173,56 @@ def test_a_clean_value_repeated_in_one_answer_is_judged_once(default_policy: Pol
     decision = judge(body, User.from_address("alice@contoso.com"), default_policy)
     assert resolved == ["imap.contoso.com", "imap.evil.net", "imap.evil.net"]
     assert len(decision.findings) == 2
+
+
+# --- the time budget (limits.judge_ms) --------------------------------------------------------------
+
+
+def test_an_answer_over_its_time_budget_is_blocked_as_malformed_too_costly(default_policy: Policy) -> None:
+    from bench.costly import ALICE, foreign_pox
+    from guard.budget import Budget
+
+    decision = judge(foreign_pox(2000), ALICE, default_policy, budget=Budget(0))
+    assert decision.action is Action.BLOCK and decision.rules == ("malformed",)
+    assert "too costly to judge: over the 0 ms budget (limits.judge_ms)" in decision.findings[0].message
+    assert decision.reply is not None  # the format's own block answer
+
+
+def test_within_its_budget_the_same_answer_is_judged_in_full(default_policy: Policy) -> None:
+    from bench.costly import ALICE, foreign_pox
+    from guard.budget import Budget
+
+    decision = judge(foreign_pox(200), ALICE, default_policy, budget=Budget(60))
+    assert set(decision.rules) == {"foreign-host"}  # judged in full: every server is foreign, none is left
+    assert decision.notes == ("no safe remainder after removing the offending suggestions",)
+
+
+def test_the_budget_reads_the_clock_once_per_batch_not_per_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guard import budget
+
+    reads = []
+    monkeypatch.setattr(budget.time, "monotonic", lambda: reads.append(1) or 0.0)
+    watched = budget.Budget(1)
+    for _ in range(budget.EVERY * 3):
+        watched.check()
+    assert len(reads) == 1 + 3  # the deadline, then one per batch
+
+
+def test_the_engine_finds_dropped_suggestions_by_hash_not_by_scanning(default_policy: Policy) -> None:
+    """`s in parsed.suggestions` on a tuple made the rewrite quadratic; a set keeps it linear."""
+    from bench.costly import ALICE, foreign_pox
+
+    calls = []
+
+    class Counted(tuple):  # type: ignore[type-arg]
+        def __contains__(self, item: object) -> bool:
+            calls.append(item)
+            return super().__contains__(item)
+
+    fmt = by_name("pox")
+    body = foreign_pox(50)
+    parsed = fmt.parse(body)
+    counted = Parsed(parsed.format, Counted(parsed.suggestions))
+    engine._decide("pox", engine._findings(counted, (), ALICE, default_policy, None, engine.UNLIMITED)[0],
+                   counted.suggestions, default_policy, fmt, body, counted)
+    assert calls == []

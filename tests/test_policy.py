@@ -64,6 +64,10 @@ def _write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
         ("version: 1\nmx_evidence:\n  enabled: true\n  timeout: 0\n", 4, "more than 0"),
         ("version: 1\nmx_evidence:\n  enabled: true\n  cache_size: 0\n", 4, "integer"),
         ("version: 1\nmx_evidence:\n  enabled: true\n  resolvers: 1.1.1.1\n", 4, "unknown key 'resolvers'"),
+        ("version: 1\nlimits:\n  judge_ms: 0\n", 3, "integer"),
+        ("version: 1\nlog:\n  required: sometimes\n", 3, "expected true or false"),
+        ("version: 1\naudit:\n  enforce_credential_rules: 1\n", 3, "expected true or false"),
+        ("version: 1\naudit:\n  enforce: true\n", 3, "unknown key 'enforce'"),
     ],
 )
 def test_policy_errors_name_the_line_and_the_problem(tmp_path: Path, text: str, line: int, reason: str) -> None:
@@ -82,6 +86,18 @@ def test_errors_inside_an_included_provider_map_name_that_file(tmp_path: Path) -
         load_policy(path)
     assert info.value.path.endswith("map.yaml")
     assert "missing key 'hosts'" in str(info.value)
+
+
+def test_the_operations_keys_default_safe_and_the_gateway_example_requires_its_log(tmp_path: Path) -> None:
+    bare = load_policy(_write(tmp_path, "version: 1\n"))
+    assert (bare.limits.judge_ms, bare.log.required, bare.audit.enforce_credential_rules) == (500, False, True)
+    assert load_policy(shipped_policy_dir() / "gateway.example.yaml").log.required is True
+
+
+def test_a_policy_names_every_file_it_was_read_from(tmp_path: Path) -> None:
+    _write(tmp_path, "version: 1\nproviders: []\n", "providers.yaml")
+    policy = load_policy(_write(tmp_path, "version: 1\nproviders: [providers.yaml]\n"))
+    assert policy.files == (str(tmp_path / "p.yaml"), str(tmp_path / "providers.yaml"))
 
 
 def test_missing_policy_file_is_a_policy_error(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from mitmproxy.net.dns import types as dns_types
 from mitmproxy.test import taddons, tflow, tutils
 
 from guard.formats._xml import name, read_xml
+from guard.policy import Policy, load_policy
 from guard.proxy.addon import AutodiscoverGuard
 from guard.proxy.console import JsonConsole
 from guard.proxy.dns import DnsGuard
@@ -273,12 +274,82 @@ def test_error_statuses_pass_unjudged_but_logged(guard: Guard) -> None:
     assert guard.last()["action"] == "allow" and guard.last()["status"] == 500
 
 
-def test_a_discovery_flow_without_an_answer_is_still_logged(guard: Guard) -> None:
+def test_a_discovery_flow_without_an_answer_is_logged_as_an_error_never_as_allowed(guard: Guard) -> None:
     flow = make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"))
     guard.addon.request(flow)
     flow.error = FlowError("Response body exceeds mitmproxy's body_size_limit.")
     guard.addon.error(flow)
-    assert guard.last()["notes"] == ["no answer: Response body exceeds mitmproxy's body_size_limit."]
+    line = guard.last()
+    assert line["notes"] == ["no answer: Response body exceeds mitmproxy's body_size_limit."]
+    assert line["action"] == line["would_action"] == "error"
+    assert line["error"] == "Response body exceeds mitmproxy's body_size_limit."
+    assert flow.metadata["guard.action"] == "error"
+    assert guard.addon.runtime.metrics.decisions[("enforce", "error")] == 1
+
+
+# --- log.required -----------------------------------------------------------------------------------
+
+
+def _failing_log(guard: Guard, tmp_path: Path, *, required: bool) -> None:
+    text = (ROOT / "policies" / "default.yaml").read_text()
+    path = policy_copy(tmp_path, text.replace("log:\n", "log:\n  required: true\n") if required else text)
+    guard.configure(guard_policy=str(path), guard_log="/dev/full")  # opens; every write fails
+
+
+def test_log_required_refuses_a_discovery_flow_the_log_cannot_record(guard: Guard, tmp_path: Path) -> None:
+    _failing_log(guard, tmp_path, required=True)
+    body = fixture("pox__benign_onprem_exchange.xml")
+    flow = make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com"))
+    guard.addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 503  # before any upstream connection
+    assert b"log.required" in (flow.response.content or b"")
+    assert guard.addon.runtime.metrics.unlogged_refusals == 1
+    guard.configure(guard_mode="audit")
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), answer(body))
+    assert flow.response is not None and flow.response.status_code == 503  # in every mode
+
+
+def test_without_log_required_an_unrecorded_flow_is_judged_and_counted(guard: Guard, tmp_path: Path) -> None:
+    _failing_log(guard, tmp_path, required=False)
+    body = fixture("pox__benign_onprem_exchange.xml")
+    upstream = answer(body)
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.response is upstream and flow.metadata["guard.action"] == "allow"
+    assert guard.addon.runtime.metrics.log_write_failures >= 1 and guard.addon.runtime.metrics.unlogged_refusals == 0
+
+
+# --- audit mode and credentials ---------------------------------------------------------------------
+
+
+def test_audit_mode_enforces_discovery_under_a_public_suffix_and_says_so(guard: Guard) -> None:
+    guard.configure(guard_mode="audit")
+    flow = make_flow("https://autodiscover.com.br/autodiscover/autodiscover.xml", method="POST",
+                     body=pox_request("user@example.com.br"))
+    guard.addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    line = guard.last()
+    assert (line["mode"], line["action"], line["enforced_in_audit"]) == ("audit", "block", True)
+
+
+def test_audit_mode_enforces_a_credential_leak_too(guard: Guard) -> None:
+    guard.configure(guard_mode="audit")
+    flow = make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml", method="POST",
+                     headers={"authorization": basic("alice@contoso.com", "hunter2")},
+                     body=pox_request("alice@contoso.com"))
+    guard.addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert guard.last()["rules"] == [CREDENTIAL_LEAK] and guard.last()["enforced_in_audit"] is True
+
+
+def test_a_policy_can_let_audit_mode_measure_credential_refusals_only(guard: Guard, tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "default.yaml").read_text() + "\naudit:\n  enforce_credential_rules: false\n"
+    guard.configure(guard_policy=str(policy_copy(tmp_path, text)), guard_mode="audit")
+    flow = make_flow("https://autodiscover.com.br/autodiscover/autodiscover.xml", method="POST",
+                     body=pox_request("user@example.com.br"))
+    guard.addon.request(flow)
+    assert flow.response is None  # goes upstream: audit changes nothing
+    line = guard.last()
+    assert (line["action"], line["would_action"]) == ("allow", "block") and "enforced_in_audit" not in line
 
 
 def test_an_empty_answer_carries_no_suggestion(guard: Guard) -> None:
@@ -658,19 +729,18 @@ def test_a_file_that_changes_during_the_read_is_taken_only_once_stable(guard: Gu
     path.write_text(path.read_text().replace("foreign-host: rewrite", "foreign-host: warn"))
     from guard.proxy import reload
 
-    real_load = reload.load_policy
-
-    def load_while_written(where: Path) -> object:
-        loaded = real_load(where)
+    def load_while_written(where: Path) -> Policy:
+        loaded = load_policy(where)
         path.write_text(path.read_text() + "# written during the read\n")
         return loaded
 
     monkeypatch.setattr(reload, "load_policy", load_while_written)
     settle(guard)
     assert guard.addon.policy is before  # what was read is not what the file says now
-    monkeypatch.setattr(reload, "load_policy", real_load)
+    monkeypatch.setattr(reload, "load_policy", load_policy)
     guard.addon.tick()
-    assert guard.addon.policy is not before and "written during the read" in Path(guard.addon.policy.path).read_text()
+    assert guard.addon.policy is not None and guard.addon.policy is not before
+    assert "written during the read" in Path(guard.addon.policy.path).read_text()
 
 
 def test_editing_an_included_provider_map_alone_reloads_the_policy(guard: Guard, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_guard_services_reload_with_sighup_restart_and_install(path: Path) -> No
     parsed = unit(path)
     service = parsed["Service"]
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert service["Restart"] == "always"  # SIGHUP ends the guard today: it must come back
+    assert service["Restart"] == "on-failure"  # SIGHUP reloads in place: no restart-as-reload
     assert parsed["Install"]["WantedBy"]
     assert service["NoNewPrivileges"] == "yes"
 

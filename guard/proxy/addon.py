@@ -121,10 +121,11 @@ def _event_loop_running() -> bool:
     return True
 
 
-def _listen_port() -> int:
-    """The proxy's port, for the metrics' default `instance` (mitmproxy's default HTTP proxy port when unset)."""
+def _default_instance() -> str:
+    """`<hostname>:<listen port>` (mitmproxy's default 8080 when unset); `<hostname>` for an ephemeral port (0)."""
     port = ctx.options.listen_port if "listen_port" in ctx.options else None
-    return int(port or 8080)
+    port = 8080 if port is None else port
+    return f"{socket.gethostname()}:{port}" if port else socket.gethostname()
 
 
 def _options_error(message: str) -> Exception:
@@ -207,7 +208,7 @@ class AutodiscoverGuard:
         runtime.max_body_option = options.guard_max_body
         runtime.console = options.guard_console
         runtime.metrics_file = metrics_file
-        runtime.metrics.instance = options.guard_instance or f"{socket.gethostname()}:{_listen_port()}"
+        runtime.metrics.instance = options.guard_instance or _default_instance()
         if log is not None:
             runtime.log.close()
             runtime.log = log

@@ -201,7 +201,6 @@ def test_an_untrusted_peer_sending_x_forwarded_for_to_an_instance_is_recorded_wi
     assert decision_for(explicit, "forged-direct")["client"] == "127.0.0.2"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: an instance label in the metrics (guard/metrics.py), part 2")
 def test_two_instances_metrics_scrape_together_without_duplicate_series(
         explicit: Gateway, explicit_run: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]) -> None:
     from prometheus_client.parser import text_string_to_metric_families

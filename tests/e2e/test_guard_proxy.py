@@ -238,7 +238,7 @@ def test_policy_changes_are_picked_up_and_broken_ones_rejected(guard_proxy: Prox
     revision = line["policy_revision"]
 
     proxy.policy_path.write_text(default.replace("foreign-host: rewrite", "foreign-host: warn"))
-    loaded = proxy.wait_for(lambda: [e for e in proxy.events("policy_loaded") if e["revision"] != revision],
+    loaded = proxy.wait_for(lambda: [e for e in proxy.events("policy_reloaded") if e["revision"] != revision],
                             what="the new policy")
     body, line = fetch()
     assert line["action"] == "warn" and body == fixture("autoconfig__oauth2_foreign_authurl.xml")
@@ -250,10 +250,8 @@ def test_policy_changes_are_picked_up_and_broken_ones_rejected(guard_proxy: Prox
     assert line["action"] == "warn" and line["policy_revision"] == loaded[0]["revision"]
 
 
-@pytest.mark.parametrize("where", ["/dev/full", "missing-folder/decisions.jsonl"])
-def test_an_unwritable_decision_log_does_not_stop_enforcement(guard_proxy: ProxyFactory, tmp_path: Path,
-                                                               where: str) -> None:
-    proxy = guard_proxy(log=tmp_path / where)  # an absolute `where` replaces tmp_path
+def test_an_unwritable_decision_log_does_not_stop_enforcement(guard_proxy: ProxyFactory) -> None:
+    proxy = guard_proxy(log=Path("/dev/full"))  # opens, but every write fails (ENOSPC)
     response = seed_autodetect(proxy)
     assert response.status_code == 404
     proxy.wait_for(lambda: any("cannot write the decision log" in line for line in proxy.output),

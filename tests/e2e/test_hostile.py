@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from guard.policy import Limits
 from tests.conftest import FIXTURES, pox_request
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.procstat import memory_kib
@@ -44,6 +45,7 @@ POX_PATH = "/autodiscover/autodiscover.xml"
 XML = {"content-type": "text/xml; charset=utf-8"}
 CAP = 1024 * 1024  # the default policy's limits.max_body_bytes / max_decoded_bytes
 MB60 = 60 * 1000 * 1000
+JUDGE_BUDGET_US = Limits().judge_ms * 1000  # limits.judge_ms of the default policy; speed itself: `make bench`
 PEAK_GROWTH_KIB = 64 * 1024  # measured 19 MiB (the br bomb); see docs/security.md
 BENIGN = (FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes()
 SEED = (FIXTURES / "pox__seed_example_com.xml").read_bytes()
@@ -188,25 +190,23 @@ def alongside(proxy: GuardProxy, case: str, started: Callable[[], bool] = lambda
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_DOCUMENTS))
 def test_a_hostile_document_is_blocked_as_malformed(proxy: GuardProxy, start_peak: int, case: str) -> None:
-    began = time.monotonic()
     outcome = alongside(proxy, case)
     assert outcome.response is not None, outcome.error
-    assert outcome.ended - began < 1.0
     assert b"<ErrorCode>500</ErrorCode>" in outcome.response.content  # POX's own block answer
     line = decision_for(proxy, case)
     assert (line["action"], line["rules"]) == ("block", ["malformed"])
+    assert int(str(line["latency_us"])) <= JUDGE_BUDGET_US  # the guard's own account, against the budget it enforces
     assert memory_kib(proxy.process.pid, "VmHWM") - start_peak < PEAK_GROWTH_KIB
 
 
 @pytest.mark.parametrize("case", sorted(DRESSED_DOCUMENTS))
 def test_a_readable_answer_in_an_odd_dress_still_loses_its_foreign_hosts(proxy: GuardProxy, case: str) -> None:
-    began = time.monotonic()
     outcome = alongside(proxy, case)
     assert outcome.response is not None, outcome.error
-    assert outcome.ended - began < 1.0
     content = outcome.response.content
     assert b"jnet" not in content and "jnet".encode("utf-16-le") not in content
-    assert decision_for(proxy, case)["action"] in ("rewrite", "block")
+    line = decision_for(proxy, case)
+    assert line["action"] in ("rewrite", "block") and int(str(line["latency_us"])) <= JUDGE_BUDGET_US
 
 
 @pytest.mark.parametrize("case", sorted(WIRE_FAULTS))
@@ -223,7 +223,7 @@ def test_a_wire_fault_ends_in_an_error_soon_after_the_cap(proxy: GuardProxy, ups
     # the proxy hung up near the cap; what went beyond it sat in loopback socket buffers (autotuned, MiBs)
     assert answer.sent < 24 * CAP
     line = decision_for(proxy, case)
-    assert line["action"] in ("allow", "block") and (line["rules"] == ["malformed"] or "no answer" in str(line))
+    assert (line["action"], line["rules"]) in (("block", ["malformed"]), ("error", []))
     assert memory_kib(proxy.process.pid, "VmHWM") - start_peak < PEAK_GROWTH_KIB
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.costly import foreign_pox
 from tests.conftest import FIXTURES, ROOT, pox_request
 from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.pki import TestPKI
@@ -36,17 +37,6 @@ AUTOCONFIG_HOST = "autoconfig.ops.northwind-traders.co.uk"
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
 ADDRESS = "alice@northwind-traders.co.uk"
 DEFAULT = (ROOT / "policies" / "default.yaml").read_text()
-
-
-def foreign_pox(count: int) -> bytes:
-    """A POX answer for alice@contoso.com naming `count` IMAP servers at a host she does not own (~86 B each)."""
-    head = (b'<?xml version="1.0" encoding="utf-8"?>\n'
-            b'<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">\n'
-            b'<Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">\n'
-            b"<Account><AccountType>email</AccountType><Action>settings</Action>\n")
-    units = b"".join(b"<Protocol><Type>IMAP</Type><Server>m%d.jnet.sei.co.jp</Server><Port>993</Port></Protocol>\n" % i
-                     for i in range(count))
-    return head + units + b"</Account>\n</Response>\n</Autodiscover>\n"
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,6 @@ def test_broken_policy_files_on_reload_leave_the_old_policy_in_force(guard_proxy
         assert (line["action"], line["policy_revision"]) == ("rewrite", revision), name
     assert sum("policy change rejected" in line for line in proxy.output) == len(BREAKAGES)
     proxy.policy_path.write_text(DEFAULT.replace("foreign-host: rewrite", "foreign-host: block"))
-    proxy.wait_for(lambda: [e for e in proxy.events("policy_loaded") if e["revision"] != revision],
+    proxy.wait_for(lambda: [e for e in proxy.events("policy_reloaded") if e["revision"] != revision],
                    what="the repaired policy")
     assert judged(proxy)["action"] == "block"

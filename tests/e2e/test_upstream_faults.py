@@ -92,7 +92,7 @@ def test_a_failing_upstream_gives_a_prompt_502_and_a_logged_error(proxy: GuardPr
     assert result.status_code == 502 and took < PROMPT
     assert BENIGN not in result.content
     line = logged(proxy, urlsplit(url).hostname or "")
-    assert line["action"] == "allow" and line["rules"] == []  # nothing came back that could be passed
+    assert line["action"] == line["would_action"] == "error" and line["rules"] == []  # nothing judged, nothing allowed
     assert line["notes"][0].startswith("no answer: ") and why in line["notes"][0].lower()
     still_serving(proxy)
 
