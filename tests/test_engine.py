@@ -198,10 +198,17 @@ def test_within_its_budget_the_same_answer_is_judged_in_full(default_policy: Pol
 
 
 def test_the_budget_reads_the_clock_once_per_batch_not_per_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
     from guard import budget
 
-    reads = []
-    monkeypatch.setattr(budget.time, "monotonic", lambda: reads.append(1) or 0.0)
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(0.0)
+        return 0.0
+
+    monkeypatch.setattr(time, "monotonic", clock)
     watched = budget.Budget(1)
     for _ in range(budget.EVERY * 3):
         watched.check()
@@ -211,6 +218,7 @@ def test_the_budget_reads_the_clock_once_per_batch_not_per_item(monkeypatch: pyt
 def test_the_engine_finds_dropped_suggestions_by_hash_not_by_scanning(default_policy: Policy) -> None:
     """`s in parsed.suggestions` on a tuple made the rewrite quadratic; a set keeps it linear."""
     from bench.costly import ALICE, foreign_pox
+    from guard.budget import UNLIMITED
 
     calls = []
 
@@ -223,6 +231,6 @@ def test_the_engine_finds_dropped_suggestions_by_hash_not_by_scanning(default_po
     body = foreign_pox(50)
     parsed = fmt.parse(body)
     counted = Parsed(parsed.format, Counted(parsed.suggestions))
-    engine._decide("pox", engine._findings(counted, (), ALICE, default_policy, None, engine.UNLIMITED)[0],
+    engine._decide("pox", engine._findings(counted, (), ALICE, default_policy, None, UNLIMITED)[0],
                    counted.suggestions, default_policy, fmt, body, counted)
     assert calls == []
