@@ -25,6 +25,7 @@ from guard.policy import Policy, default_policy_path, load_policy, shipped_polic
 from guard.proxy import endpoints
 from guard.proxy.ca import CA_BASENAME, ca_common_name, create_ca
 from guard.proxy.identity import parse_trusted
+from guard.pseudonym import default_state_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +46,11 @@ MODES = {
 
 
 def default_confdir() -> Path:
-    """The guard's own mitmproxy confdir: its CA, and no user config.yaml overriding policy options."""
-    return Path(os.environ.get("AUTODISCOVER_GUARD_HOME", Path.home() / ".autodiscover-guard"))
+    """The guard's own mitmproxy confdir: its CA, and no user config.yaml overriding policy options.
+
+    The same folder as the pseudonym key's (`guard.pseudonym.default_state_dir`).
+    """
+    return default_state_dir()
 
 
 def addon_path() -> Path:
