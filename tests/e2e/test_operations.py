@@ -93,9 +93,11 @@ def _all_answered(clients: list[subprocess.Popen[str]]) -> None:
 
 
 def test_a_benign_flow_is_answered_while_a_costly_answer_is_still_being_judged(
-    proxy: GuardProxy, upstream: Upstream,
+    _routes: None, guard_proxy: ProxyFactory, upstream: Upstream,
 ) -> None:
     assert 700_000 < len(foreign_pox(10_000)) < 1024 * 1024  # under the cap: it must be judged, not refused
+    # a generous budget: the costly answer is judged in full (~1 s here), not cut short as "too costly"
+    proxy = guard_proxy(policy=DEFAULT.replace("limits:\n", "limits:\n  judge_ms: 30000\n"))
     with ThreadPoolExecutor(1) as pool:
         costly = pool.submit(_pox, proxy, BIG_HOST)
         proxy.wait_for(lambda: upstream.requests_for(BIG_HOST), what="the costly request upstream")
@@ -106,8 +108,7 @@ def test_a_benign_flow_is_answered_while_a_costly_answer_is_still_being_judged(
     order = [BIG_HOST if BIG_HOST in d["url"] else BENIGN_HOST for d in decisions]
     assert order == [BENIGN_HOST, BIG_HOST]  # judged meanwhile, not after the costly one
     line = decisions[1]
-    assert line["action"] in ("block", "rewrite") and line["would_action"] == line["action"]
-    assert set(line["rules"]) & {"foreign-host", "malformed"}  # its foreign hosts, or "too costly" (limits.judge_ms)
+    assert (line["action"], line["rules"]) == ("block", ["foreign-host"])  # every server foreign: none left
     assert b"jnet.sei.co.jp" not in big.content
 
 
@@ -198,8 +199,8 @@ def test_audit_mode_still_refuses_discovery_under_a_public_suffix_unless_told_no
 ) -> None:
     text = DEFAULT if enforce else DEFAULT + "\naudit:\n  enforce_credential_rules: false\n"
     proxy = guard_proxy(policy=text, mode="audit")
-    host = "autodiscover.com.br"
-    response = proxy.session().post(f"https://{host}{POX_PATH}", data=pox_request("user@example.com.br"),
+    host = "autodiscover.net.br"  # not another test's host: the upstream counts connections per host
+    response = proxy.session().post(f"https://{host}{POX_PATH}", data=pox_request("user@example.net.br"),
                                     headers=XML, timeout=20)
     line = proxy.wait_for(lambda: [d for d in proxy.decisions() if host in d["url"]], what="the decision")[0]
     assert line["mode"] == "audit" and line["would_action"] == "block" and line["rules"] == ["discovery-tld"]
