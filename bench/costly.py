@@ -27,7 +27,7 @@ from guard.policy import Policy
 from guard.rules.catalogue import RuleAction
 
 ALICE = User("alice@contoso.com", "alice", "contoso.com", "contoso.com")
-_UNIT = 86  # bytes per foreign <Protocol> in `foreign_pox`
+_UNIT = 92  # bytes per foreign <Protocol> in `foreign_pox` (at most: 5-digit names)
 SIZES_KIB = (64, 128, 256, 512, 1000)  # 1000 KiB: the largest that stays under the 1 MiB cap with its frame
 
 
