@@ -45,8 +45,8 @@ def judge(
 
     Args:
         body: the decoded response body.
-        user: whom the answer is for; None when the adapter could not tell (ownership rules are
-            then skipped and the decision notes it).
+        user: whom the answer is for; None when the adapter could not tell: then no host is
+            owned (`foreign-host`) unless the policy says `unknown_user: skip-ownership`.
         fmt: the format, when the caller knows it; otherwise detected from body, URL, type.
         extra: suggestions found outside the body (AutoDetect's debug headers); judged like the
             body's, removed by dropping the format's sensitive headers.
@@ -110,7 +110,8 @@ def _findings(parsed: Parsed, extra: tuple[Suggestion, ...], user: User | None,
         if hard is not None:
             found.append(hard)
         else:
-            foreign = rules.foreign_host(subject, policy.trust)
+            foreign = rules.foreign_host(subject, policy.trust,
+                                         unknown_owns_nothing=policy.unknown_user_owns_nothing)
             if foreign is not None and mx is not None and user is not None and reserved is None:
                 excuse = mx_evidence(user.domain, target.host, mx, policy.trust)
                 if excuse is not None:

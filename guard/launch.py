@@ -1,8 +1,11 @@
 """`run`, `pac` and `ca`: starting mitmdump with the guard, and helping clients reach and trust it.
 
-The guard intercepts only discovery traffic: `allow_hosts` (a mitmproxy option) lists discovery
-host patterns, derived from `guard.proxy.endpoints`, so every other TLS connection is relayed
-untouched without decryption.
+What the guard decrypts is `--intercept` (docs/workstation.md, docs/gateway.md): `all` (the
+workstation and audit default: only the mail client uses the guard, and clients fetch discovery
+URLs on the bare mail domain, which no host list can name in advance) or `discovery` (the gateway
+default, least interception): mitmproxy's `allow_hosts` gets the endpoint table's hosts, reserved
+names, and the user's mail domains (`--domain`, the policy's `discovery_hosts`) with their
+discovery names; every other TLS connection is relayed untouched, before any decryption.
 """
 
 from __future__ import annotations
@@ -36,13 +39,21 @@ class ModeDefaults:
     console: bool
     guard_mode: str
     json_console: bool = False  # only JSON lines on stdout/stderr (the journal), per-connection lines off
+    intercept: str = "all"  # `--intercept` default: "all" where only mail clients use the guard
 
 
 MODES = {
     "workstation": ModeDefaults("127.0.0.1:8080", console=True, guard_mode=""),
-    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode="", json_console=True),
+    "gateway": ModeDefaults("0.0.0.0:8080", console=False, guard_mode="", json_console=True, intercept="discovery"),
     "audit": ModeDefaults("127.0.0.1:8080", console=True, guard_mode="audit"),
 }
+
+# What `--intercept discovery` leaves unjudged, said at start (docs/gateway.md, coverage).
+DISCOVERY_ONLY_GAP = (
+    "intercept=discovery: URLs on a bare mail domain (https://D/.well-known/autoconfig/…, "
+    "https://D/autodiscover/autodiscover.xml|svc, a TXT mailconf= URL) are judged only for reserved names "
+    "and the domains given with --domain or discovery_hosts{domains}; other domains' bare URLs pass undecrypted"
+)
 
 
 def default_confdir() -> Path:
@@ -59,9 +70,20 @@ def addon_path() -> Path:
     return (here / "_addons" if (here / "_addons").is_dir() else here.parent / "addons") / "autodiscover_guard.py"
 
 
-def allow_host_patterns(policy: Policy) -> list[str]:
-    """Regexes for `--allow-hosts`: the endpoint table's hosts plus the policy's own mail domains."""
-    return endpoints.allow_host_patterns(policy.discovery_hosts)
+def own_domains(policy: Policy, domains: list[str] | None = None) -> list[str]:
+    """The user's mail domains: the policy's `discovery_hosts` and `--domain` (repeatable)."""
+    found = [*policy.discovery_hosts]
+    for domain in domains or ():
+        name = domain.strip().lower().rstrip(".")
+        if not name or "/" in name or ":" in name:
+            raise ValueError(f"--domain expects a mail domain such as example.org, got {domain!r}")
+        found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def allow_host_patterns(policy: Policy, domains: list[str] | None = None) -> list[str]:
+    """Regexes for `--allow-hosts`: the endpoint table's hosts, reserved names, the user's mail domains."""
+    return endpoints.allow_host_patterns(own_domains(policy, domains))
 
 
 WEB_DEFAULT = "127.0.0.1:8081"  # mitmweb's own default UI address
@@ -175,16 +197,22 @@ def mitmdump_argv(args: argparse.Namespace, policy_path: Path, policy: Policy) -
         argv += ["--set", "guard_json_console=true", "--set", "termlog_verbosity=warn"]
     if args.trusted_proxy:
         argv += ["--set", f"guard_trusted_proxies={','.join(parse_trusted_list(args.trusted_proxy))}"]
-    patterns = allow_host_patterns(policy)
+    intercept = intercept_scope(args)
+    patterns = allow_host_patterns(policy, getattr(args, "domain", None)) if intercept == "discovery" else []
     if args.dns is not None:
         mode, upstream = dns_mode(args.dns, args.dns_upstream)
         argv += ["--mode", "regular", "--mode", mode]
-        patterns += [upstream] if upstream else []
+        patterns += [upstream] if upstream and patterns else []
     elif args.dns_upstream is not None:
         raise ValueError("--dns-upstream needs --dns")
-    for pattern in patterns:
+    for pattern in patterns:  # none: mitmproxy decrypts every connection
         argv += ["--allow-hosts", pattern]
     return argv + list(args.mitmdump_args)
+
+
+def intercept_scope(args: argparse.Namespace) -> str:
+    """`--intercept`, else the mode's default."""
+    return str(getattr(args, "intercept", None) or MODES[args.mode].intercept)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -208,24 +236,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         web_host, web_port = _web_address(args.web)
         ensure_free("--web", web_host, web_port)
         extras.append(f"mitmweb UI on http://{args.web}/ (mitmweb prints the link with its token below)")
+    intercept = intercept_scope(args)
+    gaps = [DISCOVERY_ONLY_GAP.format(domains=f" ({', '.join(d)})" if (d := own_domains(policy, args.domain))
+                                      else " (none given)")] if intercept == "discovery" else []
     if MODES[args.mode].json_console:
         print(json.dumps({"ts": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
                           "event": "starting", "mode": args.mode, "policy": str(policy_path),
                           "policy_revision": policy.revision, "listen": f"{host}:{port}",
                           "dns": args.dns, "trusted_proxies": args.trusted_proxy or [],
-                          "metrics": args.metrics, "web": args.web}),
+                          "metrics": args.metrics, "web": args.web, "intercept": intercept, "not_judged": gaps}),
               file=sys.stderr, flush=True)
     else:
+        extras.append(f"intercept={intercept}")
         print(f"autodiscover-guard: {args.mode} mode, policy {policy_path} (revision {policy.revision}), "
               f"listening on {host}:{port}" + "".join(f", {e}" for e in extras),
               file=sys.stderr, flush=True)
+        for gap in gaps:
+            print("autodiscover-guard: " + gap, file=sys.stderr, flush=True)
     os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
     return Exit.OK  # pragma: no cover - execv does not return
 
 
-def pac_text(proxy: str, policy: Policy) -> str:
-    """A PAC file that sends only discovery hosts to the guard and everything else direct."""
-    globs = endpoints.pac_globs(policy.discovery_hosts)
+def pac_text(proxy: str, policy: Policy, domains: list[str] | None = None, *, everything: bool = False) -> str:
+    """A PAC file that sends discovery hosts, reserved names and the user's mail domains (or, with
+    `everything`, all traffic) to the guard and everything else direct. A PAC sees no https path
+    (Gecko, Chromium), so the bare mail domain must be named to be judged."""
+    if everything:
+        return ("// Generated by autodiscover-guard: all traffic goes through the guard, which decides.\n"
+                f'function FindProxyForURL(url, host) {{\n  return "PROXY {proxy}";\n}}\n')
+    globs = endpoints.pac_globs(own_domains(policy, domains))
     checks = " ||\n      ".join(f'shExpMatch(host, "{g}")' for g in globs)
     return (
         "// Generated by autodiscover-guard: only mail discovery goes through the guard.\n"
@@ -241,7 +280,10 @@ def pac_text(proxy: str, policy: Policy) -> str:
 def cmd_pac(args: argparse.Namespace) -> int:
     """Write the PAC file to stdout or --output."""
     policy = load_policy(args.policy or default_policy_path())
-    text = pac_text(args.proxy, policy)
+    try:
+        text = pac_text(args.proxy, policy, args.domain, everything=args.all)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
@@ -352,11 +394,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR[/BITS]",
                      help="load balancer whose X-Forwarded-For (last element) names the client; repeatable "
                           "(default: none; docs/gateway.md, trust boundary)")
+    run.add_argument("--intercept", choices=("all", "discovery"),
+                     help="decrypt all HTTPS through the guard, or only discovery hosts, reserved names and "
+                          "--domain (default: all for workstation and audit, discovery for gateway)")
+    run.add_argument("--domain", action="append", metavar="DOMAIN",
+                     help="a user's mail domain whose bare-domain discovery URLs are decrypted under "
+                          "--intercept discovery (repeatable; default: the policy's discovery_hosts only)")
     run.add_argument("mitmdump_args", nargs=argparse.REMAINDER, metavar="-- MITMDUMP_ARGS")
     run.set_defaults(func=_run_with_remainder)
 
-    pac = sub.add_parser("pac", help="write a PAC file sending only discovery hosts to the guard")
+    pac = sub.add_parser("pac", help="write a PAC file sending discovery hosts and your mail domains to the guard")
     pac.add_argument("--proxy", default="127.0.0.1:8080", help="HOST:PORT of the guard")
+    pac.add_argument("--domain", action="append", metavar="DOMAIN",
+                     help="a user's mail domain: its bare name and discovery names go to the guard "
+                          "(repeatable; default: the policy's discovery_hosts only)")
+    pac.add_argument("--all", action="store_true", help="send all traffic to the guard (it decides what to decrypt)")
     pac.add_argument("--policy", help="policy whose discovery_hosts are added")
     pac.add_argument("-o", "--output", help="file to write (default: stdout)")
     pac.set_defaults(func=cmd_pac)

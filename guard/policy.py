@@ -85,6 +85,7 @@ class Policy:
     mx: MxSettings | None = None  # `mx_evidence` enabled: MX lookups (by the caller of judge) may excuse foreign-host
     audit: AuditSettings = field(default_factory=AuditSettings)
     files: tuple[str, ...] = ()  # every file read to build it (the policy, its provider maps): reload watches them
+    unknown_user_owns_nothing: bool = True  # `unknown_user: owns-nothing`; `skip-ownership` relaxes it
 
     def action_for(self, rule: str) -> RuleAction:
         """The configured action for a rule id."""
@@ -148,12 +149,13 @@ def load_policy(path: str | Path) -> Policy:
         audit=AuditSettings(enforce_credential_rules=_flag(
             mapping(root.get("audit"), frozenset({"enforce_credential_rules"})), "enforce_credential_rules", True)),
         files=tuple(files),
+        unknown_user_owns_nothing=_unknown_user(root.get("unknown_user")),
     )
 
 
 _POLICY_KEYS = frozenset({
     "version", "mode", "on_error", "rules", "providers", "provider_db", "allow", "limits", "log",
-    "discovery_hosts", "description", "pinning", "mx_evidence", "audit",
+    "discovery_hosts", "description", "pinning", "mx_evidence", "audit", "unknown_user",
 })
 
 
@@ -179,6 +181,17 @@ def _enum(node: Located | None, kind: type[_E], default: _E) -> _E:
         return kind(string(node))
     except ValueError:
         raise node.error(f"expected one of: {', '.join(m.value for m in kind)}") from None
+
+
+def _unknown_user(node: Located | None) -> bool:
+    """`unknown_user`: whether an answer for nobody known owns nothing (docs/policy.md)."""
+    if node is None:
+        return True
+    value = string(node)
+    if value not in ("owns-nothing", "skip-ownership"):
+        raise node.error("expected 'owns-nothing' (the default: every server is foreign-host) or "
+                         "'skip-ownership' (only reserved names and IP literals are judged)")
+    return value == "owns-nothing"
 
 
 def _on_error(node: Located | None) -> Action:

@@ -109,5 +109,23 @@ def test_the_user_is_read_from_where_each_format_carries_it(
 
 
 def test_an_unidentifiable_request_has_no_user() -> None:
-    flow = make_flow("https://contoso.com/autodiscover/autodiscover.xml", method="POST", body=b"not xml")
-    assert identify(flow.request, "contoso.com", b"not xml") == (None, "unknown")
+    flow = make_flow("https://outlook.office365.com/autodiscover/autodiscover.xml", method="POST", body=b"not xml")
+    assert identify(flow.request, "outlook.office365.com", b"not xml") == (None, "unknown")
+
+
+@pytest.mark.parametrize("url", ["https://contoso.com/autodiscover/autodiscover.xml",
+                                 "https://contoso.com/autodiscover/autodiscover.svc",
+                                 "http://contoso.com/.well-known/autoconfig/mail/config-v1.1.xml"])
+def test_a_bare_domain_discovery_url_names_its_host_as_the_users_domain(url: str) -> None:
+    flow = make_flow(url, method="POST", body=b"not xml")
+    user, source = identify(flow.request, "contoso.com", b"not xml")
+    assert (user.domain if user else None, source) == ("contoso.com", "bare-host")
+
+
+@pytest.mark.parametrize("body", [b"email=erin%40fabrikam.com&password=x", b'{"emailAddress": "erin@fabrikam.com"}',
+                                  b'--B\r\nContent-Disposition: form-data; name="email"\r\n\r\nerin@fabrikam.com'
+                                  b"\r\n--B--\r\n"])
+def test_form_json_and_multipart_bodies_name_the_user(body: bytes) -> None:
+    flow = make_flow("https://autodiscover.contoso.com/autodiscover/autodiscover.xml", method="POST", body=body)
+    user, source = identify(flow.request, "autodiscover.contoso.com", body)
+    assert (user.address if user else None, source) == ("erin@fabrikam.com", "body")

@@ -19,18 +19,19 @@ from tests.conftest import ROOT
 
 def _args(**overrides: object) -> argparse.Namespace:
     base: dict[str, object] = {"mode": "workstation", "listen": None, "log": None, "confdir": None, "mitmdump_args": [],
-            "dns": None, "dns_upstream": None, "web": None, "metrics": None, "save": None, "trusted_proxy": []}
+            "dns": None, "dns_upstream": None, "web": None, "metrics": None, "save": None, "trusted_proxy": [],
+            "intercept": None, "domain": None}
     base.update(overrides)
     return argparse.Namespace(**base)
 
 
 @pytest.mark.parametrize(
-    ("mode", "host", "console", "audit"),
-    [("workstation", "127.0.0.1", "true", False), ("gateway", "0.0.0.0", "false", False),
-     ("audit", "127.0.0.1", "true", True)],
+    ("mode", "host", "console", "audit", "only_discovery"),
+    [("workstation", "127.0.0.1", "true", False, False), ("gateway", "0.0.0.0", "false", False, True),
+     ("audit", "127.0.0.1", "true", True, False)],
 )
-def test_each_mode_sets_its_listen_address_console_and_mode(tmp_path: Path, mode: str, host: str, console: str,
-                                                            audit: bool) -> None:
+def test_each_mode_sets_its_listen_address_console_mode_and_interception(
+        tmp_path: Path, mode: str, host: str, console: str, audit: bool, only_discovery: bool) -> None:
     policy = load_policy(ROOT / "policies" / "default.yaml")
     argv = mitmdump_argv(_args(mode=mode, confdir=str(tmp_path)), ROOT / "policies" / "default.yaml", policy)
     assert argv[argv.index("--listen-host") + 1] == host
@@ -38,7 +39,26 @@ def test_each_mode_sets_its_listen_address_console_and_mode(tmp_path: Path, mode
     assert ("guard_mode=audit" in argv) is audit
     assert f"confdir={tmp_path}" in argv
     assert "flow_detail=0" in argv
-    assert argv.count("--allow-hosts") == len(allow_host_patterns(policy))
+    assert argv.count("--allow-hosts") == (len(allow_host_patterns(policy)) if only_discovery else 0)
+
+
+def test_intercept_discovery_decrypts_reserved_names_and_the_given_domains_bare(tmp_path: Path) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    argv = mitmdump_argv(_args(confdir=str(tmp_path), intercept="discovery", domain=["Fabrikam.com"]),
+                         ROOT / "policies" / "default.yaml", policy)
+    allowed = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--allow-hosts"]
+    for host in ("fabrikam.com", "autoconfig.fabrikam.com", "example.com", "mail.example.com", "corp"):
+        assert any(re.search(p, f"{host}:443") for p in allowed), host
+    assert not any(re.search(p, "fabrikam.com.evil.net:443") for p in allowed)
+    assert not any(re.search(p, "contoso.com:443") for p in allowed)
+
+
+def test_pac_names_the_given_domains_and_reserved_names_or_sends_everything() -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    pac = pac_text("127.0.0.1:8080", policy, ["fabrikam.com"])
+    assert 'shExpMatch(host, "fabrikam.com")' in pac and 'shExpMatch(host, "*.example.com")' in pac
+    everything = pac_text("127.0.0.1:8080", policy, everything=True)
+    assert "DIRECT" not in everything and 'return "PROXY 127.0.0.1:8080";' in everything
 
 
 def test_a_new_confdir_holding_the_ca_key_is_private_to_its_owner(tmp_path: Path) -> None:
@@ -146,7 +166,7 @@ def test_run_refuses_an_invalid_policy_before_starting_mitmdump(tmp_path: Path,
 
 def test_dns_listener_forwards_to_the_given_upstream_and_allows_it(tmp_path: Path) -> None:
     policy = load_policy(ROOT / "policies" / "default.yaml")
-    argv = mitmdump_argv(_args(confdir=str(tmp_path), dns=5300, dns_upstream="192.0.2.53:5353"),
+    argv = mitmdump_argv(_args(confdir=str(tmp_path), dns=5300, dns_upstream="192.0.2.53:5353", intercept="discovery"),
                          ROOT / "policies" / "default.yaml", policy)
     modes = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--mode"]
     assert modes == ["regular", "reverse:dns://192.0.2.53:5353@5300"]

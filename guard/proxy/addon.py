@@ -50,6 +50,7 @@ from guard.log import FlowFacts, use_pseudonym_key
 from guard.metrics import MetricsFile
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
 from guard.mx import MxSettings
+from guard.names import InvalidHost, User
 from guard.ownership import load_suffix_list
 from guard.pins import PinKeeper
 from guard.policy import Mode, Policy, default_policy_path
@@ -67,7 +68,8 @@ from guard.rules.walk import hop_key, redirect_limit
 
 logger = logging.getLogger(__name__)
 
-_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_DISCOVERY_ROOTS = (b"<clientConfig", b"<Autodiscover")  # Mozilla autoconfig, Outlook POX answers
+_REDIRECT_STATUS = frozenset(range(300, 400))  # every 3xx with a Location: curl -L follows 300 and 305 too
 # Answers up to this size are judged on the event loop: a thread hop costs ~35 µs (p99 ~0.6 ms on a
 # busy host), a typical 2-4 KB answer ~100-200 µs to judge, the worst 8 KiB one ~3 ms (docs/security.md).
 INLINE_BYTES = 8 * 1024
@@ -255,21 +257,15 @@ class AutodiscoverGuard:
         if not is_discovery(host, req.path, req.headers):
             return
         started = time.perf_counter()
-        state = self._start(flow, host)
-        policy = state.policy
-        if policy.log.required and self.runtime.log.failing:  # refuse before any upstream connection
-            self._refuse_unlogged(flow, state, started)
+        if self.runtime.policy_in_force().log.required and self.runtime.log.failing:  # before any upstream
+            self._refuse_unlogged(flow, self._start(flow, host), started)
             return
-        body = flows.request_body(req, *self.runtime.caps(policy))
-        state.user, state.user_source = flows.identify(req, host, body)
-        if state.user is not None and policy.mx is not None and _event_loop_running():
-            self.runtime.mx_lookups(policy.mx).start(state.user.domain)  # ready by the time the answer is
-        state.walk, redirected = self.redirects.join(state.client, state.url, state.user)
-        if redirected:
-            state.user, state.user_source = state.walk.user, "redirect"
+        state, body = self._track(flow, host)
+        policy = state.policy
         user = state.user
+        named = user if user is not None and user.address else None  # credentials need an address
         finding = (request_rules.discovery_tld(host, user, discovery_name=is_discovery_host(host))
-                   or request_rules.credential_leak(host, req.scheme, user, flows.credential(req, body), policy.trust))
+                   or request_rules.credential_leak(host, req.scheme, named, flows.credential(req, body), policy.trust))
         if finding is not None:
             decision = fold(Decision(hint(state.url) or "request", Action.ALLOW), [finding], policy,
                             _local_reply(finding))
@@ -278,6 +274,41 @@ class AutodiscoverGuard:
             self._finish(flow, state, decision, started)
         else:
             state.elapsed += time.perf_counter() - started
+
+    def _track(self, flow: http.HTTPFlow, host: str, *, host_names_user: bool = False) -> tuple[FlowState, bytes]:
+        """Start tracking a discovery flow: whose it is (`host_names_user`: else the host itself) and
+        which redirect walk it continues; the request body it was read from."""
+        req = flow.request
+        state = self._start(flow, host)
+        policy = state.policy
+        body = flows.request_body(req, *self.runtime.caps(policy))
+        state.user, state.user_source = flows.identify(req, host, body)
+        if state.user is None and host_names_user:
+            with contextlib.suppress(InvalidHost):
+                state.user, state.user_source = User.for_domain(host), "document-host"
+        if state.user is not None and policy.mx is not None and _event_loop_running():
+            self.runtime.mx_lookups(policy.mx).start(state.user.domain)  # ready by the time the answer is
+        state.walk, redirected = self.redirects.join(state.client, state.url, state.user)
+        if redirected:
+            state.user, state.user_source = state.walk.user, "redirect"
+        return state, body
+
+    def _sniffed(self, flow: http.HTTPFlow) -> FlowState | None:
+        """A 2xx XML answer on a URL the endpoint table does not know (the one a TXT `mailconf=`
+        record names, docs/dns.md) that is a discovery document: tracked from here, so it is judged.
+        Its user is the one the walk or the request names, else the host that served it."""
+        response = flow.response
+        if response is None or not 200 <= response.status_code < 300 or not response.raw_content:
+            return None
+        if "xml" not in (flows.header(response.headers, b"content-type") or "").lower():
+            return None
+        try:
+            head = flows.read_body(response, *self.runtime.caps(self.runtime.policy_in_force()))[:1024]
+        except UntrustedInputError:
+            return None
+        if not any(root in head for root in _DISCOVERY_ROOTS):
+            return None
+        return self._track(flow, flows.request_host(flow.request), host_names_user=True)[0]
 
     def _start(self, flow: http.HTTPFlow, host: str) -> FlowState:
         runtime = self.runtime
@@ -316,6 +347,12 @@ class AutodiscoverGuard:
         common path costs no coroutine.
         """
         state = self._flows.get(flow)
+        if state is None and flow.metadata.get(DISCOVERY) is None:
+            try:
+                state = self._sniffed(flow)
+            except Exception as exc:  # a bug here must not pass a discovery document unjudged
+                self._internal_error(flow, exc, can_replace=True)
+                return None
         if state is None or state.done or flow.response is None:
             return None
         mx = state.policy.mx if state.user is not None else None

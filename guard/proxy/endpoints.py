@@ -9,10 +9,12 @@ module does not import mitmproxy, so the launcher can read it without starting a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import parse_qsl, unquote
+
+from guard.reserved import RESERVED_NAMES
 
 
 class HostMatch(Enum):
@@ -29,6 +31,10 @@ _DISCOVERY_PATH = re.compile(
     r"/autodiscover/autodiscover\.(?:xml|svc|json)|/mail/config-v1\.1\.xml|/\.well-known/autoconfig/|mobileconfig",
     re.IGNORECASE,
 )
+# The paths a client fetches on the bare mail domain itself (Thunderbird's .well-known URL, Outlook's
+# and exchangelib's first POX/SOAP URL): the host names the user's domain by construction.
+_BARE_DOMAIN_PATH = re.compile(r"/\.well-known/autoconfig/|^/autodiscover/autodiscover\.(?:xml|svc|json)",
+                               re.IGNORECASE)
 _AUTODETECT_PATH = re.compile(r"^/(?:autodetect/)?detect/?$", re.IGNORECASE)
 _DOH_PATH = re.compile(r"^/(?:dns-query|resolve)$", re.IGNORECASE)
 _SERVICE_LABELS = re.compile(r"^(?:_[^.]+\.)+")
@@ -46,7 +52,8 @@ class Endpoint:
     `path` is searched in the path without its query; None means any path. `claims_host`: a
     request to this host is discovery only on these paths (ISPDB hosts serve other pages too).
     `domain_from` says which part of the request names the user's domain, when no address does:
-    "host" (after the first label), "ispdb" (the last path segment), "dns-name" (the `name=`
+    "host" (after the first label), "bare-host" (the host itself, on `_BARE_DOMAIN_PATH`),
+    "ispdb" (the last path segment), "dns-name" (the `name=`
     query). `intercept`: `run` decrypts this host and the PAC file sends it to the guard.
     """
 
@@ -66,6 +73,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("autodiscover.", HostMatch.PREFIX, "Outlook/ActiveSync autodiscover host of the mail domain",
              domain_from="host"),
     Endpoint("autoconfig.", HostMatch.PREFIX, "Thunderbird autoconfig host of the mail domain", domain_from="host"),
+    Endpoint("", HostMatch.ANY, "the bare mail domain's own autoconfig/autodiscover URLs", path=_BARE_DOMAIN_PATH,
+             domain_from="bare-host", intercept=False),
     Endpoint("", HostMatch.ANY, "autodiscover/autoconfig/mobileconfig paths on any host", path=_DISCOVERY_PATH,
              intercept=False),
     Endpoint(".autodetect.outlook.cloud.microsoft", HostMatch.SUFFIX, "Outlook AutoDetect",
@@ -93,9 +102,12 @@ _DOMAIN_PREFIXES = tuple(e.host for e in ENDPOINTS if e.match is HostMatch.PREFI
 _EXACT = {e.host: e for e in ENDPOINTS if e.match is HostMatch.EXACT and e.claims_host}
 _SUFFIXES = tuple((e.host, e) for e in ENDPOINTS if e.match is HostMatch.SUFFIX and e.claims_host)
 _ANY_SUFFIX = tuple(suffix for suffix, _ in _SUFFIXES)
-_ANY_HOST_PATHS = tuple(e.path.search for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is None and e.path)
+_ANY_HOST_PATHS = tuple(e.path.search for e in ENDPOINTS if e.match is HostMatch.ANY and e.query is None and e.path
+                        and e.domain_from != "bare-host")  # _DISCOVERY_PATH already finds those
 _ANY_HOST_QUERIES = tuple((e.path.search, e.query) for e in ENDPOINTS
                           if e.match is HostMatch.ANY and e.query is not None and e.path)
+_NAMED_HOSTS = frozenset(e.host for e in ENDPOINTS if e.match is HostMatch.EXACT)
+_BARE_PATHS = tuple(e.path.search for e in ENDPOINTS if e.domain_from == "bare-host" and e.path)
 _ISPDB_DOMAIN = re.compile(r"^/(?:autoconfig/)?(?:v1\.1/)?([^/]+)/?$", re.IGNORECASE)
 
 
@@ -138,6 +150,8 @@ def domain_hint(host: str, path: str) -> tuple[str, str] | None:
             return "dns-name", _SERVICE_LABELS.sub("", value)
     if host.startswith(_DOMAIN_PREFIXES):
         return "host", host.partition(".")[2]
+    if claimed is None and host not in _NAMED_HOSTS and any(search(plain) for search in _BARE_PATHS):
+        return "bare-host", host
     return None
 
 
@@ -164,15 +178,24 @@ DISCOVERY_HOST_PATTERNS: tuple[str, ...] = tuple(_pattern(e) for e in _INTERCEPT
 DISCOVERY_HOST_GLOBS: tuple[str, ...] = tuple(_glob(e) for e in _INTERCEPTED)
 
 
-def allow_host_patterns(own_hosts: tuple[str, ...] | list[str]) -> list[str]:
-    """Regexes for `--allow-hosts`: the table's hosts plus a policy's own mail domains."""
+# Reserved and special-use names (guard/reserved.py) are never a legitimate mail domain: whatever a
+# client fetches there is decrypted and judged, bare domain included (the example.com incident).
+RESERVED_HOST_PATTERNS: tuple[str, ...] = tuple(rf"(?:^|\.){re.escape(name)}:" for name in RESERVED_NAMES)
+RESERVED_HOST_GLOBS: tuple[str, ...] = tuple(glob for name in RESERVED_NAMES for glob in (name, f"*.{name}"))
+
+
+def allow_host_patterns(own_hosts: Iterable[str]) -> list[str]:
+    """Regexes for `--allow-hosts`: the table's hosts, reserved names, and the user's own mail
+    domains (bare, where Thunderbird's .well-known and Outlook's first POX URL live) with their
+    discovery names."""
     own = [rf"^({'|'.join(re.escape(p) for p in _DOMAIN_PREFIXES)})?{re.escape(host)}:" for host in own_hosts]
-    return [*DISCOVERY_HOST_PATTERNS, *own]
+    return [*DISCOVERY_HOST_PATTERNS, *RESERVED_HOST_PATTERNS, *own]
 
 
-def pac_globs(own_hosts: tuple[str, ...] | list[str]) -> list[str]:
-    """Globs for a PAC file: the table's hosts plus a policy's own mail domains and their discovery names."""
-    globs = [*DISCOVERY_HOST_GLOBS]
+def pac_globs(own_hosts: Iterable[str]) -> list[str]:
+    """Globs for a PAC file: the table's hosts, reserved names, and the user's own mail domains
+    with their discovery names (a PAC sees no https path, so it must name the bare domain)."""
+    globs = [*DISCOVERY_HOST_GLOBS, *RESERVED_HOST_GLOBS]
     for host in own_hosts:
         globs += [host, *(prefix + host for prefix in _DOMAIN_PREFIXES)]
     return globs

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 import re
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, unquote
@@ -117,10 +118,35 @@ def _basic_credentials(authorization: str) -> tuple[str, bool] | None:
     return (user_id, bool(password))
 
 
-def _body_address(body: bytes) -> str | None:
-    """`EMailAddress` (POX, mobilesync) or `Mailbox` (SOAP) from a request body."""
-    if body.lstrip()[:1] != b"<":
+_FORM_ADDRESS = re.compile(rb"(?:^|&)(?:email|emailaddress)=([^&]*)", re.IGNORECASE)
+_MULTIPART_ADDRESS = re.compile(rb'name="(?:email|emailaddress)"\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]+)', re.IGNORECASE)
+
+
+def _json_address(body: bytes) -> str | None:
+    """`email` / `emailAddress` at the top level of a JSON object body."""
+    try:
+        found = json.loads(body)
+    except ValueError:
         return None
+    if not isinstance(found, dict):
+        return None
+    for key, value in found.items():
+        if isinstance(key, str) and key.lower() in _ADDRESS_KEYS and isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _body_address(body: bytes) -> str | None:
+    """The address a request body names: `EMailAddress` (POX, mobilesync) or `Mailbox` (SOAP) in
+    XML; an `email` field in a JSON object, a form (`application/x-www-form-urlencoded`) or a
+    multipart form. Read whatever the Content-Type claims: a client that sends a password in
+    a form must not get past the ownership check by mislabelling it."""
+    first = body.lstrip()[:1]
+    if first == b"{":
+        return _json_address(body)
+    if first != b"<":
+        match = _MULTIPART_ADDRESS.search(body) or _FORM_ADDRESS.search(body)
+        return unquote(match.group(1).decode("utf-8", "replace").replace("+", " ")).strip() or None if match else None
     try:
         root = read_xml(body)
     except UntrustedInputError:

@@ -72,12 +72,19 @@ def ip_literal(subject: Subject) -> Finding | None:
     return subject.finding(IP_LITERAL, f"{shown} is in non-global range {network} ({source})", source)
 
 
-def foreign_host(subject: Subject, trust: Trust) -> Finding | None:
-    """Nothing says the suggested host belongs to the user's mail domain."""
+def foreign_host(subject: Subject, trust: Trust, *, unknown_owns_nothing: bool = True) -> Finding | None:
+    """Nothing says the suggested host belongs to the user's mail domain; for an unknown user
+    nothing can say so (policy `unknown_user: skip-ownership` skips the check instead)."""
     user = subject.user
-    if user is None or subject.suggestion.role is Role.INFO:
+    if subject.suggestion.role is Role.INFO:
         return None  # help pages carry no credentials; reserved names and IP literals still apply
     host = subject.target.host
+    if user is None:
+        if not unknown_owns_nothing:
+            return None
+        return subject.finding(
+            FOREIGN_HOST, f"ownership of {host} cannot be shown: the user is unknown (no address in the request, "
+            "and its URL names no mail domain)", "user_source unknown")
     if owner_evidence(user.domain, host, trust) is not None:
         return None
     user_rd = registrable(user.domain) or "(none)"

@@ -36,13 +36,19 @@ def discovery_tld(host: str, user: User | None, *, discovery_name: bool) -> Find
 
 def credential_leak(host: str, scheme: str, user: User | None, credential: str | None,
                     trust: Trust) -> Finding | None:
-    """Credentials (of kind `credential`, never their value) sent over http or to a host the user does not own."""
+    """Credentials (of kind `credential`, never their value) sent over http, to a host the user does
+    not own, or for no known user: `user` must come from an address the request names (a domain
+    read off the request's own host proves nothing about that host)."""
     if credential is None:
         return None
     if scheme == "http":
         return Finding(CREDENTIAL_LEAK, host, "(request credentials)",
                        f"{credential} credentials to {host} over plain http; the request was not sent")
-    if user is not None and not owned(user, host, trust):
+    if user is None:
+        return Finding(CREDENTIAL_LEAK, host, "(request credentials)",
+                       f"{credential} credentials to {host} for an unknown user (no address in the request): "
+                       "ownership of the host cannot be shown; the request was not sent")
+    if not owned(user, host, trust):
         return Finding(CREDENTIAL_LEAK, host, "(request credentials)",
                        f"{credential} credentials to {host}, which {user.domain} does not own; "
                        "the request was not sent")
