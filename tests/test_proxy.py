@@ -804,3 +804,63 @@ def test_a_broken_policy_change_is_rejected_and_the_old_one_stays(guard: Guard, 
         assert f"{path}:" in str(rejected[0]["reason"])  # file:line:column
     settle(guard)
     assert len(guard.lines("policy_rejected")) == 1  # reported once, not every second
+
+
+# --- issue 14: know the user or fail closed, every 3xx, discovery documents on unknown URLs -------
+
+
+def test_credentials_with_a_user_id_that_is_no_address_are_refused(guard: Guard) -> None:
+    flow = make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml", method="POST",
+                     headers={"authorization": basic("alice", "hunter2")})
+    guard.addon.request(flow)
+    assert flow.response is not None and guard.last()["rules"] == [CREDENTIAL_LEAK]
+
+
+def test_a_form_body_naming_another_domains_user_keeps_its_password(guard: Guard) -> None:
+    flow = make_flow("https://autodiscover.collector-mail.net/autodiscover/autodiscover.xml", method="POST",
+                     headers={"content-type": "application/x-www-form-urlencoded"},
+                     body=b"email=alice%40contoso.com&password=hunter2")
+    guard.addon.request(flow)
+    assert flow.response is not None and guard.last()["rules"] == [CREDENTIAL_LEAK]
+    assert guard.last()["user_domain"] == "contoso.com"
+
+
+def test_a_well_known_answer_without_an_address_is_judged_for_the_bare_domain(guard: Guard) -> None:
+    flow = guard.through(make_flow("https://example.com/.well-known/autoconfig/mail/config-v1.1.xml"),
+                         answer(fixture("autoconfig__seed_example_com.xml")))
+    assert flow.metadata["guard.action"] == "block"
+    assert (guard.last()["user_domain"], guard.last()["user_source"]) == ("example.com", "bare-host")
+
+
+def test_an_answer_for_an_unknown_user_owns_nothing(guard: Guard) -> None:
+    flow = guard.through(make_flow("https://outlook.office365.com/autodiscover/autodiscover.xml", method="POST"),
+                         answer(fixture("pox__benign_onprem_exchange.xml")))
+    assert flow.metadata["guard.action"] == "block"
+    assert guard.last()["user_source"] == "unknown" and "foreign-host" in guard.last()["rules"]  # type: ignore[operator]
+
+
+def test_unknown_user_skip_ownership_relaxes_it(guard: Guard, tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "default.yaml").read_text() + "\nunknown_user: skip-ownership\n"
+    guard.configure(guard_policy=str(policy_copy(tmp_path, text)))
+    flow = guard.through(make_flow("https://outlook.office365.com/autodiscover/autodiscover.xml", method="POST"),
+                         answer(fixture("pox__benign_onprem_exchange.xml")))
+    assert flow.metadata["guard.action"] == "allow"
+
+
+@pytest.mark.parametrize("status", [300, 305])
+def test_every_3xx_location_is_judged(guard: Guard, status: int) -> None:
+    upstream = answer(b"", status=status, headers={"location": "https://autodiscover.collector-mail.net/x.xml"})
+    flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
+    assert flow.metadata["guard.action"] == "block" and "foreign-host" in guard.last()["rules"]  # type: ignore[operator]
+
+
+def test_a_discovery_document_on_an_unknown_url_is_judged(guard: Guard) -> None:
+    flow = guard.through(make_flow("https://example.com/mailconf.xml"),
+                         answer(fixture("autoconfig__seed_example_com.xml"), headers={"content-type": "text/xml"}))
+    assert flow.metadata["guard.action"] == "block"
+    assert guard.last()["user_source"] == "document-host"
+
+
+def test_other_xml_on_an_unknown_url_passes_unlogged(guard: Guard) -> None:
+    flow = guard.through(make_flow("https://example.com/feed.xml"), answer(b"<rss><channel/></rss>"))
+    assert "guard.action" not in flow.metadata and guard.lines() == []
