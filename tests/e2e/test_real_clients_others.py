@@ -1,7 +1,7 @@
 """maildiscover, myl-discovery (PyPI) and Horde_Mail_Autoconfig (Debian) discover through the guard.
 
 Each client runs unmodified in its own process (support/scripts/), pointed at the guard as its
-HTTP(S) proxy in two documented setups: `run` (`autodiscover-guard run --mode workstation`) and
+HTTP(S) proxy in two documented setups: `run` (`autodiscover-guard run --mode workstation`, intercept all) and
 `mitmdump` (plain `mitmdump -s addons/autodiscover_guard.py`, every host decrypted). None of them
 reads a PAC file, so the `pac` setup does not apply. Clients trust the guard CA and the origin CA
 (a real site on the bare domain has a publicly trusted certificate), so a flow the guard does not
@@ -9,8 +9,7 @@ decrypt reaches the client as it would in the field. myl-discovery reads `mailco
 from the test DNS server (support/dnsserver.py).
 
 Contract (issue 14): seed and foreign answers end with no configuration or one free of the hostile
-hosts; honest configures normally; a partly foreign answer is rewritten and accepted. Today's
-failures are strict xfails naming their cause.
+hosts; honest configures normally; a partly foreign answer is rewritten and accepted.
 """
 
 from __future__ import annotations
@@ -111,23 +110,8 @@ def hosts(outcome: dict[str, Any]) -> set[str]:
     return {server.split(" ", 1)[1].rsplit(":", 1)[0] for server in outcome.get("servers", [])}
 
 
-def xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 14: {reason}")
-
-
-BARE_HTTPS = xfail("https://D/.well-known/autoconfig/… is on the bare mail domain: run does not intercept it")
-UNKNOWN = xfail("D/.well-known/autoconfig/… carries no address: the user is unknown, ownership checks are skipped "
-                "and the hostile answer is allowed")
-MAILCONF = xfail("the URL a TXT mailconf= record names (https://D/mailconf.xml) is never judged (nor rewritten: "
-                 "myl-discovery then fails an assertion on the partly foreign answer's second incoming server)")
-TODAY = {
-    **{("maildiscover", "run", name): BARE_HTTPS for name in ("seed", "foreign")},
-    **{("maildiscover", "mitmdump", name): UNKNOWN for name in ("seed", "foreign")},
-    **{("horde", setup, name): UNKNOWN for setup in ("run", "mitmdump") for name in ("seed", "foreign")},
-    **{("myl", setup, s.name): MAILCONF for setup in ("run", "mitmdump") for s in SCENARIOS if s.hostile},
-}
 CLIENTS = ("maildiscover", "myl", "horde")
-CASES = [pytest.param(client, setup, s, id=f"{client}-{setup}-{s.name}", marks=())
+CASES = [pytest.param(client, setup, s, id=f"{client}-{setup}-{s.name}")
          for client in CLIENTS for setup in ("run", "mitmdump") for s in SCENARIOS]
 
 
@@ -149,14 +133,6 @@ EXCHANGE = {  # scenario → (address, SOAP answer, the EWS host a safe outcome 
     "honest": ("frank@wingtip-mail.com", SOAP.replace(b"alice@contoso.com", b"frank@wingtip-mail.com")
                .replace(b"contoso.com", b"wingtip-mail.com"), "mail.wingtip-mail.com"),
 }
-EXCHANGE_TODAY = {
-    ("run", "seed"): xfail("https://D/autodiscover/autodiscover.svc (exchangelib's first URL) is on the bare "
-                           "domain: run does not intercept it"),
-    ("run", "foreign"): xfail("https://D/autodiscover/autodiscover.svc (exchangelib's first URL) is on the bare "
-                              "domain: run does not intercept it"),
-}
-
-
 @pytest.fixture(scope="module")
 def exchange_sites(upstream: Upstream, dns_server: DnsServer) -> None:
     """SOAP autodiscover on the bare domain and on autodiscover.D, both asking for credentials."""
@@ -171,7 +147,7 @@ def exchange_sites(upstream: Upstream, dns_server: DnsServer) -> None:
 
 
 @pytest.mark.parametrize(("setup", "scenario"), [
-    pytest.param(setup, name, id=f"exchangelib-{setup}-{name}", marks=())
+    pytest.param(setup, name, id=f"exchangelib-{setup}-{name}")
     for setup in ("run", "mitmdump") for name in EXCHANGE
 ])
 def test_exchangelib_ends_without_a_hostile_ews_url(setups: dict[str, Setup], exchange_sites: None,

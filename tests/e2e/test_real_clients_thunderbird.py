@@ -3,8 +3,8 @@
 One Thunderbird per module (support/thunderbird.py) serves every case: the proxy and privacy prefs
 are switched at runtime. Setups, as docs/workstation.md describes them:
 
-* `run`: `autodiscover-guard run --mode workstation`, Thunderbird's manual proxy pointed at it;
-* `pac`: the PAC file `autodiscover-guard pac` writes (proxy type 2) in front of that same `run`;
+* `run`: `autodiscover-guard run --mode workstation` (intercept all), Thunderbird's manual proxy pointed at it;
+* `pac`: the PAC file `autodiscover-guard pac --domain D…` writes (proxy type 2) in front of that same `run`;
   its `DIRECT` is replaced by a relay-only mitmdump (support/discovery_sites.py `Internet`),
   because test names resolve only through the harness routing — DIRECT still means "not the guard";
 * `mitmdump`: plain `mitmdump -s addons/autodiscover_guard.py` (no `--allow-hosts`: every host is
@@ -16,8 +16,7 @@ reach Thunderbird intact, as it would in the field.
 
 Contract (issue 14): the seed and a foreign answer end with no configuration or one free of the
 hostile hosts; an honest domain configures normally; a partly foreign answer is rewritten and the
-remainder accepted; every judged flow is logged once. Cases today's guard fails are strict xfails
-naming the cause, so they flip when issue 14 part 2 lands.
+remainder accepted; every judged flow is logged once.
 """
 
 from __future__ import annotations
@@ -143,21 +142,8 @@ def assert_contract(outcome: Outcome, scenario: Scenario) -> None:
     assert not set(repeated) - fetched_twice, f"a flow was logged more than once: {repeated}"
 
 
-def xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 14: {reason}")
-
-
-BARE = xfail("https://D/.well-known/autoconfig/… is on the bare mail domain: run and pac do not intercept it, "
-             "so the hostile answer there reaches Thunderbird unjudged")
-UNKNOWN = xfail("sendEmailAddress=false: no address in the URL, the user is unknown and ownership checks are skipped")
-TODAY = {  # (setup, scenario, sendEmailAddress) → why today's guard fails the contract
-    **{(setup, name, send): BARE for setup in ("run", "pac") for name in ("seed", "foreign") for send in (True, False)},
-    ("mitmdump", "seed", False): UNKNOWN,
-    ("mitmdump", "foreign", False): UNKNOWN,
-}
 CASES = [
-    pytest.param(setup, s, send, id=f"{setup}-{s.name}-{'address' if send else 'no-address'}",
-                 marks=())
+    pytest.param(setup, s, send, id=f"{setup}-{s.name}-{'address' if send else 'no-address'}")
     for setup in ("run", "pac", "mitmdump") for s in SCENARIOS for send in (True, False)
 ]
 

@@ -127,14 +127,30 @@ def test_the_curl_check_in_the_workstation_doc_is_blocked_without_any_upstream(w
     assert upstream.connections_for("autodiscover.com.br") == 0  # answered by the guard: works on any network
 
 
-def test_run_passes_other_https_hosts_through_with_the_origin_certificate(workstation: GuardProxy,
-                                                                          origin_ca_bundle: Path) -> None:
-    before = len(workstation.lines())
-    response = workstation.session(verify=origin_ca_bundle).get(PASSTHROUGH, timeout=20)
+@pytest.fixture(scope="module")
+def discovery_only(pki: TestPKI, upstream: Upstream, policy: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardProxy]:
+    proxy = start_run(pki, upstream, tmp_path_factory.mktemp("run-discovery-only"),
+                      "--mode", "workstation", "--intercept", "discovery", "--policy", str(policy))
+    yield proxy
+    proxy.stop()
+
+
+def test_intercept_discovery_passes_other_https_hosts_through_with_the_origin_certificate(
+        discovery_only: GuardProxy, origin_ca_bundle: Path) -> None:
+    before = len(discovery_only.lines())
+    response = discovery_only.session(verify=origin_ca_bundle).get(PASSTHROUGH, timeout=20)
     assert response.content == b"<html>the origin itself</html>"
     with pytest.raises(requests.exceptions.SSLError):  # never the guard's certificate
-        workstation.session().get(PASSTHROUGH, timeout=20)
-    assert len(workstation.lines()) == before
+        discovery_only.session().get(PASSTHROUGH, timeout=20)
+    assert len(discovery_only.lines()) == before
+    assert any("intercept=discovery: URLs on a bare mail domain" in out for out in discovery_only.output)
+
+
+def test_the_workstation_decrypts_other_hosts_but_logs_no_decision_for_them(workstation: GuardProxy) -> None:
+    before = len(workstation.decisions())
+    assert workstation.session().get(PASSTHROUGH, timeout=20).content == b"<html>the origin itself</html>"
+    assert len(workstation.decisions()) == before
 
 
 def test_run_audit_logs_the_would_be_block_and_changes_nothing(audit: GuardProxy) -> None:
