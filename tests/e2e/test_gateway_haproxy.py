@@ -189,3 +189,58 @@ def test_decisions_behind_haproxy_name_the_client_haproxy_saw_not_one_it_claims(
 
     (line,) = guards[0].wait_for(new_decisions, what=f"the decision for {key}")
     assert line["client"] == "127.0.0.9", json.dumps(line)
+
+
+# --- issue 14: a redirect walk across connections stays on one instance (`balance source`) ------
+
+WALK_FIRST, WALK_NEXT = "autodiscover.walk.contoso.com", "autodiscover.next.walk.contoso.com"
+WALKS = 6
+
+
+def shipped_config_on_ports(port: int, first: int, second: int) -> str:
+    """The shipped config with only the ports changed: `balance source` kept."""
+    text = SHIPPED_CONFIG.read_text()
+    assert "balance source" in text, f"{SHIPPED_CONFIG} no longer balances by source"
+    for shipped, test in ((" bind :8080", f" bind 127.0.0.1:{port}"), ("127.0.0.1:8081", f"127.0.0.1:{first}"),
+                          ("127.0.0.1:8082", f"127.0.0.1:{second}")):
+        text = text.replace(shipped, test)
+    return text
+
+
+@pytest.fixture(scope="module")
+def sticky_balancer(haproxy_binary: str, guards: tuple[GuardProxy, GuardProxy], upstream: Upstream,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
+    upstream.add_route(WALK_FIRST, POX, status=302, headers={"location": f"https://{WALK_NEXT}{POX}"})
+    upstream.add_route(WALK_NEXT, POX, headers=XML, body=(FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())
+    port = free_port()
+    config = tmp_path_factory.mktemp("haproxy-sticky") / "haproxy.cfg"
+    config.write_text(shipped_config_on_ports(port, guards[0].port, guards[1].port))
+    server = HAProxy(config, port)
+    yield server
+    server.stop()
+
+
+def test_a_redirect_walk_through_haproxy_keeps_the_original_user_across_connections(
+        sticky_balancer: HAProxy, guards: tuple[GuardProxy, GuardProxy], ca_bundle: Path) -> None:
+    before = [len(proxy.decisions()) for proxy in guards]
+    for n in range(WALKS):
+        with requests.Session() as session:
+            session.trust_env = False
+            session.proxies = {"https": sticky_balancer.url}
+            # requests opens one CONNECT tunnel per host: the second hop is a new connection to HAProxy
+            response = session.post(f"https://{WALK_FIRST}{POX}?n={n}", data=pox_request("alice@contoso.com"),
+                                    headers=XML, verify=str(ca_bundle), timeout=30)
+        hops = [r.url for r in (*response.history, response)]
+        assert response.status_code == 200 and [h.split("?")[0] for h in hops] == [
+            f"https://{WALK_FIRST}{POX}", f"https://{WALK_NEXT}{POX}"], hops
+
+    def walked() -> list[list[dict[str, Any]]] | None:
+        logs = [proxy.decisions()[start:] for proxy, start in zip(guards, before, strict=True)]
+        return logs if sum(map(len, logs)) >= 2 * WALKS else None
+
+    logs = guards[0].wait_for(walked, what=f"{2 * WALKS} decisions across both logs")
+    next_hops = [line for log in logs for line in log if WALK_NEXT in line["url"]]
+    assert len(next_hops) == WALKS
+    for line in next_hops:  # judged for alice@contoso.com, not for the host's own name
+        assert (line["user_domain"], line["user_source"], line["action"]) == ("contoso.com", "redirect", "allow"), line
+    assert sum(1 for log in logs if log) == 1  # one client address: every hop on one instance
