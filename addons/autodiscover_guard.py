@@ -7,5 +7,6 @@ from guard.proxy.identity import ClientIdentity
 from guard.proxy.prometheus import MetricsEndpoint
 
 _http = AutodiscoverGuard()
-addons = [ClientIdentity(), _http, DnsGuard(_http.runtime), MetricsEndpoint(_http.runtime),
+# DnsGuard shares the redirect walks: URLs an allowed TXT mailconf= record names join them
+addons = [ClientIdentity(), _http, DnsGuard(_http.runtime, _http.redirects), MetricsEndpoint(_http.runtime),
           JsonConsole()]  # JsonConsole last: its start line follows everyone's `running`

@@ -7,6 +7,11 @@ records; the judgement is the HTTP side's: the records become the DoH JSON docum
 domain the question names (reserved names, IP literals, foreign hosts, MX evidence when the
 policy enables it). A target of `.` means "not offered" (RFC 2782) and is fine.
 
+TXT `mailconf=<URL>` records (myl-discovery, pimalaya's email-lib) name the URL of a domain's
+autoconfig document: `judge_mailconf` judges each URL as a suggestion for the queried domain
+(the URL's host must be owned by it, same rules as any URL), and the walk keys of the URLs it
+allows let the HTTP side judge the fetch for that same user.
+
 What enforce does follows the rule actions: `rewrite` strips the offending SRV records (and the
 address records the resolver added for their targets); `block`, or a rewrite that would leave no
 usable record, answers REFUSED (see `guard.formats.srv` for why REFUSED rather than NXDOMAIN).
@@ -23,9 +28,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from guard.engine import judge
-from guard.formats import srv
-from guard.model import Action, Decision
+from guard.engine import GENERIC_BLOCK, judge
+from guard.formats import Format, srv
+from guard.model import Action, Decision, Parsed, Role, Suggestion, ValueKind
 from guard.mx import MxAnswer
 from guard.names import User
 from guard.policy import Policy
@@ -36,7 +41,17 @@ MAIL_SERVICES = frozenset({
     "_imap", "_imaps", "_pop3", "_pop3s", "_submission", "_submissions", "_autodiscover",
 })
 SRV = 33
+TXT = 16
 ANY = 255
+MAILCONF = b"mailconf="
+
+
+def _no_body_suggestions(_body: bytes) -> Parsed:
+    return Parsed("txt-mailconf", ())
+
+
+# TXT answers carry their suggestions outside any body: judged as extras, dropped record by record.
+TXT_MAILCONF = Format("txt-mailconf", _no_body_suggestions, lambda body, _parsed, _drop: body, lambda: GENERIC_BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +134,36 @@ def judge_answer(qname: str, qtype: int, answers: Sequence[Record], additionals:
 
 def _name(text: str) -> str:
     return text.rstrip(".").lower()
+
+
+def txt_text(rdata: bytes) -> bytes:
+    """TXT RDATA's character-strings joined (RFC 1035 §3.3.14; RFC 7208 §3.3 joins them too)."""
+    parts, at = [], 0
+    while at < len(rdata):
+        size = rdata[at]
+        parts.append(rdata[at + 1:at + 1 + size])
+        at += 1 + size
+    return b"".join(parts)
+
+
+def judge_mailconf(qname: str, qtype: int, answers: Sequence[Record], policy: Policy,
+                   mx: MxAnswer | None = None) -> DnsVerdict | None:
+    """Judge the `mailconf=` URLs of a TXT answer for the queried domain; None when it has none.
+
+    Never raises for bad input: an undecodable URL is `malformed` through the engine.
+    """
+    if qtype not in (TXT, ANY):
+        return None
+    found = [(i, txt_text(r.rdata)) for i, r in enumerate(answers) if r.rtype == TXT]
+    urls = [Suggestion(text[len(MAILCONF):].decode("utf-8", "replace").strip(), ValueKind.URL, Role.AUTODISCOVER,
+                       "TXT mailconf", locator=("Answer", i))
+            for i, text in found if text[:len(MAILCONF)].lower() == MAILCONF]
+    if not urls:
+        return None
+    user = User.for_domain(qname.rstrip("."), strict=False)
+    decision = judge(b"", user, policy, fmt=TXT_MAILCONF, extra=urls, mx=mx)
+    if decision.action is not Action.REWRITE:
+        return DnsVerdict(decision, user)
+    dropped = {f.suggestion for f in decision.findings
+               if f.suggestion is not None and policy.action_for(f.rule) is RuleAction.REWRITE}
+    return DnsVerdict(decision, user, frozenset(int(s.locator[1]) for s in dropped))

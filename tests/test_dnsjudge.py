@@ -7,7 +7,7 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from guard.dnsjudge import ANY, SRV, Record, judge_answer, service_domain, srv_text
+from guard.dnsjudge import ANY, SRV, TXT, Record, judge_answer, judge_mailconf, service_domain, srv_text
 from guard.model import Action
 from guard.policy import Policy
 
@@ -126,3 +126,26 @@ def test_any_query_is_judged_and_other_types_are_not(default_policy: Policy) -> 
     verdict = judge_answer(owner, ANY, answers, [], default_policy)
     assert verdict is not None
     assert verdict.refuse
+
+
+def txt(owner: str, *strings: bytes) -> Record:
+    return Record(owner, TXT, 300, b"".join(bytes([len(s)]) + s for s in strings))
+
+
+def test_a_mailconf_url_on_a_host_the_domain_owns_is_allowed(default_policy: Policy) -> None:
+    verdict = judge_mailconf("contoso.com.", TXT, [txt("contoso.com", b"v=spf1 -all"),
+                                                  txt("contoso.com", b"mailconf=https://contoso.com/mailconf.xml")],
+                             default_policy)
+    assert verdict is not None and verdict.decision.action is Action.ALLOW and verdict.user.domain == "contoso.com"
+
+
+def test_a_mailconf_url_on_a_foreign_host_is_dropped(default_policy: Policy) -> None:
+    answers = [txt("fabrikam.com", b"v=spf1 -all"), txt("fabrikam.com", b"mailconf=https://", b"collector-mail.net/x")]
+    verdict = judge_mailconf("fabrikam.com", TXT, answers, default_policy)
+    assert verdict is not None and verdict.drop_answers == {1}
+    assert [(f.rule, f.host) for f in verdict.decision.findings] == [("foreign-host", "collector-mail.net")]
+
+
+def test_txt_without_mailconf_and_other_types_are_not_judged(default_policy: Policy) -> None:
+    assert judge_mailconf("contoso.com", TXT, [txt("contoso.com", b"v=spf1 -all")], default_policy) is None
+    assert judge_mailconf("contoso.com", SRV, [txt("contoso.com", b"mailconf=https://x.test/")], default_policy) is None

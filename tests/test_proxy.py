@@ -78,7 +78,7 @@ class Guard:
 @pytest.fixture
 def guard(tmp_path: Path) -> Iterator[Guard]:
     addon = AutodiscoverGuard()
-    dns_addon = DnsGuard(addon.runtime)
+    dns_addon = DnsGuard(addon.runtime, addon.redirects)  # as the shim shares them
     with taddons.context(addon, dns_addon) as tctx:
         log = tmp_path / "decisions.jsonl"
         tctx.options.update(guard_log=str(log))
@@ -864,3 +864,35 @@ def test_a_discovery_document_on_an_unknown_url_is_judged(guard: Guard) -> None:
 def test_other_xml_on_an_unknown_url_passes_unlogged(guard: Guard) -> None:
     flow = guard.through(make_flow("https://example.com/feed.xml"), answer(b"<rss><channel/></rss>"))
     assert "guard.action" not in flow.metadata and guard.lines() == []
+
+
+def _txt_flow(domain: str, text: bytes) -> dns.DNSFlow:
+    request = tutils.tdnsreq(questions=[dns.Question(domain, dns_types.TXT, 1)])
+    response = request.succeed([dns.ResourceRecord(domain, dns_types.TXT, 1, 300, bytes([len(text)]) + text)])
+    return tflow.tdnsflow(req=request, resp=response)
+
+
+def test_a_mailconf_record_naming_a_foreign_host_is_dropped_and_not_remembered(guard: Guard) -> None:
+    flow = _txt_flow("fabrikam.com", b"mailconf=https://collector-mail.net/mailconf.xml")
+    asyncio.run(guard.dns.dns_response(flow))
+    assert flow.response is not None and flow.response.answers == []
+    assert (guard.last()["action"], guard.last()["rules"]) == ("rewrite", ["foreign-host"])
+    assert len(guard.addon.redirects) == 0
+
+
+def test_the_url_an_allowed_mailconf_record_names_is_judged_for_the_queried_domain(guard: Guard) -> None:
+    flow = _txt_flow("contoso.com", b"mailconf=https://contoso.com/mailconf.xml")
+    asyncio.run(guard.dns.dns_response(flow))
+    assert flow.response is not None and flow.response.response_code == dns_codes.NOERROR
+    assert len(guard.addon.redirects) == 1, guard.lines()
+    fetched = make_flow("https://contoso.com/mailconf.xml")
+    fetched.client_conn.peername = flow.client_conn.peername
+    guard.through(fetched, answer(fixture("autoconfig__benign_own_domain.xml"), headers={"content-type": "text/xml"}))
+    line = guard.last()
+    assert (line["user_domain"], line["user_source"]) == ("contoso.com", "redirect")
+
+
+def test_other_txt_answers_pass_unlogged(guard: Guard) -> None:
+    flow = _txt_flow("contoso.com", b"v=spf1 -all")
+    asyncio.run(guard.dns.dns_response(flow))
+    assert guard.lines() == []
