@@ -48,6 +48,12 @@ MODES = {
     "audit": ModeDefaults("127.0.0.1:8080", console=True, guard_mode="audit"),
 }
 
+# What a guard without its DNS listener cannot judge, said at start (docs/workstation.md, coverage).
+NO_DNS_GAP = (
+    "no --dns: TXT mailconf= records are not judged; the document such a record names is judged for the host "
+    "that serves it, so a record pointing at a foreign host is not caught (point the client's resolver at --dns)"
+)
+
 # What `--intercept discovery` leaves unjudged, said at start (docs/gateway.md, coverage).
 DISCOVERY_ONLY_GAP = (
     "intercept=discovery: URLs on a bare mail domain (https://D/.well-known/autoconfig/…, "
@@ -237,8 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         ensure_free("--web", web_host, web_port)
         extras.append(f"mitmweb UI on http://{args.web}/ (mitmweb prints the link with its token below)")
     intercept = intercept_scope(args)
-    gaps = [DISCOVERY_ONLY_GAP.format(domains=f" ({', '.join(d)})" if (d := own_domains(policy, args.domain))
-                                      else " (none given)")] if intercept == "discovery" else []
+    gaps = [] if args.dns is not None else [NO_DNS_GAP]
+    if intercept == "discovery":
+        domains = own_domains(policy, args.domain)
+        gaps.append(DISCOVERY_ONLY_GAP.format(domains=f" ({', '.join(domains)})" if domains else " (none given)"))
     if MODES[args.mode].json_console:
         print(json.dumps({"ts": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
                           "event": "starting", "mode": args.mode, "policy": str(policy_path),
