@@ -292,6 +292,11 @@ def cmd_pac(args: argparse.Namespace) -> int:
         text = pac_text(args.proxy, policy, args.domain, everything=args.all)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if not args.all:  # what this PAC cannot cover, said where the user runs it (docs/workstation.md)
+        domains = own_domains(policy, args.domain)
+        print("pac: URLs on a bare mail domain (https://D/.well-known/autoconfig/…, https://D/autodiscover/…) reach "
+              "the guard only for reserved names and " + (", ".join(domains) or "no domain: add --domain D"),
+              file=sys.stderr)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)

@@ -85,9 +85,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              path=_DISCOVERY_PATH),
     Endpoint("live.thunderbird.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/autoconfig/v1\.1/", re.I),
              claims_host=True, domain_from="ispdb"),
-    Endpoint("live.mozillamessaging.com", HostMatch.EXACT, _ISPDB_DOC,
-             path=re.compile(r"^/autoconfig/v1\.1/", re.I), claims_host=True, domain_from="ispdb",
-             intercept=False),
+    Endpoint("live.mozillamessaging.com", HostMatch.EXACT, _ISPDB_DOC,  # Horde_Mail_Autoconfig's ISPDB URL
+             path=re.compile(r"^/autoconfig/v1\.1/", re.I), claims_host=True, domain_from="ispdb"),
     Endpoint("autoconfig.thunderbird.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/v1\.1/", re.I),
              claims_host=True, domain_from="ispdb"),
     Endpoint("v1.ispdb.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/"), claims_host=True,
