@@ -896,3 +896,12 @@ def test_other_txt_answers_pass_unlogged(guard: Guard) -> None:
     flow = _txt_flow("contoso.com", b"v=spf1 -all")
     asyncio.run(guard.dns.dns_response(flow))
     assert guard.lines() == []
+
+
+def test_a_discovery_document_over_the_cap_on_an_unknown_url_fails_closed(guard: Guard) -> None:
+    guard.configure(guard_max_body=2048)
+    padding = b"<!--" + b"x" * 4096 + b"--></clientConfig>"
+    body = fixture("autoconfig__seed_example_com.xml").replace(b"</clientConfig>", padding)
+    flow = guard.through(make_flow("https://example.com/mailconf.xml"),
+                         answer(body, headers={"content-type": "text/xml"}))
+    assert flow.metadata["guard.action"] == "block" and guard.last()["rules"] == ["malformed"]

@@ -4,6 +4,9 @@ Request side (`request`): pick out discovery flows by the endpoint table, learn 
 it is, and refuse two kinds of request locally, before any upstream connection (`discovery-tld`,
 `credential-leak`: see `guard.rules.request`).
 
+A 2xx XML answer on a URL the table does not know is tracked from `response` when its body is a
+discovery document (the URL a TXT `mailconf=` record names), so no such document passes unjudged.
+
 Response side (`responseheaders`, `response`): decode the body with the guard's own capped
 decoder, judge it with `guard.engine.judge`, judge a 30x `Location` like a redirect suggestion,
 count redirect hops per client and user (`redirect-limit`), refuse Basic challenges from hosts
@@ -276,8 +279,8 @@ class AutodiscoverGuard:
             state.elapsed += time.perf_counter() - started
 
     def _track(self, flow: http.HTTPFlow, host: str, *, host_names_user: bool = False) -> tuple[FlowState, bytes]:
-        """Start tracking a discovery flow: whose it is (`host_names_user`: else the host itself) and
-        which redirect walk it continues; the request body it was read from."""
+        """Start tracking a discovery flow: whose it is (with `host_names_user`, the host when nothing
+        else names a user) and which redirect walk it continues; the request body it was read from."""
         req = flow.request
         state = self._start(flow, host)
         policy = state.policy
@@ -304,8 +307,8 @@ class AutodiscoverGuard:
             return None
         try:
             head = flows.read_body(response, *self.runtime.caps(self.runtime.policy_in_force()))[:1024]
-        except UntrustedInputError:
-            return None
+        except UntrustedInputError:  # over a cap: a plain body still shows its root, and is then `malformed`
+            head = response.raw_content[:1024]
         if not any(root in head for root in _DISCOVERY_ROOTS):
             return None
         return self._track(flow, flows.request_host(flow.request), host_names_user=True)[0]
