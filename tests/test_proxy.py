@@ -561,7 +561,7 @@ def _explode(*_args: object, **_kwargs: object) -> None:
 
 def test_an_internal_error_blocks_instead_of_passing_the_answer(guard: Guard,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("guard.proxy.addon.judge", _explode)
+    monkeypatch.setattr("guard.proxy.answers.judge", _explode)
     upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
     flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
     assert flow.response is not upstream and flow.response is not None and flow.response.status_code == 403
@@ -571,7 +571,7 @@ def test_an_internal_error_blocks_instead_of_passing_the_answer(guard: Guard,
 def test_an_internal_error_passes_when_the_policy_says_on_error_allow(guard: Guard,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     guard.configure(guard_policy=str(ROOT / "policies" / "audit.yaml"), guard_mode="enforce")
-    monkeypatch.setattr("guard.proxy.addon.judge", _explode)
+    monkeypatch.setattr("guard.proxy.answers.judge", _explode)
     upstream = answer(fixture("pox__benign_onprem_exchange.xml"))
     flow = guard.through(make_flow(POX_URL, method="POST", body=pox_request("alice@contoso.com")), upstream)
     assert flow.response is upstream and guard.last()["rules"] == ["internal-error"]

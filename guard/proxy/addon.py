@@ -37,27 +37,24 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
-from guard.budget import Budget
-from guard.engine import GENERIC_BLOCK, fold, judge
+from guard.engine import fold
 from guard.errors import PolicyError, SetupError, UntrustedInputError
-from guard.formats import Format, by_name, detect, hint
+from guard.formats import hint
 from guard.log import FlowFacts, use_pseudonym_key
 from guard.metrics import MetricsFile
-from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
+from guard.model import Action, Decision, Reply, Suggestion
 from guard.mx import MxSettings
 from guard.names import InvalidHost, User
 from guard.ownership import load_suffix_list
 from guard.pins import PinKeeper
 from guard.policy import Mode, Policy, default_policy_path
-from guard.proxy import flows
+from guard.proxy import answers, flows
 from guard.proxy.apply import apply_http, hang_up_upstream
 from guard.proxy.endpoints import is_discovery, is_discovery_host
 from guard.proxy.identity import client_address
@@ -65,7 +62,6 @@ from guard.proxy.record import DISCOVERY, FlowState, internal_error, settle
 from guard.proxy.reload import Runtime
 from guard.proxy.walk import PendingRedirects
 from guard.pseudonym import load_key
-from guard.rules import MALFORMED
 from guard.rules import request as request_rules
 from guard.rules.walk import hop_key, redirect_limit
 
@@ -79,42 +75,6 @@ INLINE_BYTES = 8 * 1024
 # What a client gets when the decision log cannot record its flow and the policy requires it.
 UNLOGGED = Reply(503, "text/plain; charset=utf-8",
                  b"Refused by autodiscover-guard: the decision log cannot be written (log.required).\n")
-
-
-def _no_suggestions(_body: bytes) -> Parsed:
-    return Parsed("http-redirect", ())
-
-
-def _nothing_left(_body: bytes, _parsed: Parsed, _drop: Sequence[Suggestion]) -> bytes | None:
-    return None
-
-
-def _generic_block() -> Reply:
-    return GENERIC_BLOCK
-
-
-# A 30x whose only suggestion is its Location header (docs/formats.md, redirects): judged through
-# the engine like any answer, the Location passed as an extra suggestion.
-HTTP_REDIRECT = Format("http-redirect", _no_suggestions, _nothing_left, _generic_block)
-
-
-def _block_reply(format_name: str) -> Reply:
-    """The format's own block answer (what its clients already handle), else a plain 403."""
-    try:
-        return by_name(format_name).block()
-    except KeyError:
-        return GENERIC_BLOCK
-
-
-def _local_reply(finding: Finding) -> Reply:
-    return Reply(403, "text/plain; charset=utf-8",
-                 f"Blocked by autodiscover-guard ({finding.rule}): {finding.message}\n".encode())
-
-
-def _unreadable(format_name: str, why: str, policy: Policy) -> Decision:
-    """An answer the guard cannot read is `malformed`: clients act on fragments (docs/rules.md)."""
-    return fold(Decision(format_name, Action.ALLOW), [Finding(MALFORMED, "", "(body)", why)], policy,
-                _block_reply(format_name))
 
 
 def _event_loop_running() -> bool:
@@ -271,7 +231,7 @@ class AutodiscoverGuard:
                    or request_rules.credential_leak(host, req.scheme, named, flows.credential(req, body), policy.trust))
         if finding is not None:
             decision = fold(Decision(hint(state.url) or "request", Action.ALLOW), [finding], policy,
-                            _local_reply(finding))
+                            answers.local_reply(finding))
             if state.mode is Mode.AUDIT and policy.audit.enforce_credential_rules:
                 state.enforced_in_audit = True  # a trial must not cost a password (docs/audit.md)
             self._finish(flow, state, decision, started)
@@ -339,7 +299,8 @@ class AutodiscoverGuard:
         else:
             state.elapsed += time.perf_counter() - started
             return
-        self._finish(flow, state, _unreadable(hint(state.url) or "unknown", why, state.policy), started, kill=True)
+        decision = answers.unreadable(hint(state.url) or "unknown", why, state.policy)
+        self._finish(flow, state, decision, started, kill=True)
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """Judge the answer and pass, rewrite or block it.
@@ -388,14 +349,15 @@ class AutodiscoverGuard:
         status = flow.response.status_code
         location = flows.header(flow.response.headers, b"location") if status in _REDIRECT_STATUS else None
         if location is not None:
-            decision = self._judge_location(state, location)
+            decision, suggestion = answers.judge_location(state, location)
+            decision = self._judge_hops(state, decision, (suggestion,))
         elif 200 <= status < 300:
-            answer = state.judged or self._judge_answer(flow.response, state)
+            answer = state.judged or answers.judge_body(flow.response, state, self.runtime.caps(state.policy))
             decision = self._judge_hops(state, answer, answer.suggestions)
         else:
             decision = Decision(hint(state.url) or "unknown", Action.ALLOW,
                                 notes=(f"HTTP {status}: no answer to judge",))
-        decision = self.pins.check(self._judge_challenge(flow, state, decision), state.user, state.policy)
+        decision = self.pins.check(answers.judge_challenge(flow, state, decision), state.user, state.policy)
         self._finish(flow, state, decision, started)
 
     @_fail_closed(can_replace=False)
@@ -412,33 +374,9 @@ class AutodiscoverGuard:
     def _judge_in_thread(self, response: http.Response, state: FlowState) -> Decision:
         started = time.perf_counter()
         try:
-            return self._judge_answer(response, state)
+            return answers.judge_body(response, state, self.runtime.caps(state.policy))
         finally:
             state.elapsed += time.perf_counter() - started  # the flow's latency includes the thread's work
-
-    def _judge_answer(self, response: http.Response, state: FlowState) -> Decision:
-        """Decode and judge the body under the policy's time budget: no hook state, so it may run in a thread."""
-        policy, url = state.policy, state.url
-        content_type = flows.header(response.headers, b"content-type") or ""
-        try:
-            body = flows.read_body(response, *self.runtime.caps(policy))
-        except UntrustedInputError as exc:
-            return _unreadable(hint(url, content_type) or "unknown", str(exc), policy)
-        if not body or body.isspace():  # not body.strip(): no copy of the body
-            return Decision(hint(url, content_type) or "unknown", Action.ALLOW, notes=("empty body: no suggestion",))
-        fmt = detect(body, url, content_type)
-        extra = fmt.header_suggestions(response.headers) if fmt is not None else ()
-        return judge(body, state.user, policy, fmt=fmt, url=url, content_type=content_type, extra=extra,
-                     mx=state.mx, budget=Budget(policy.limits.judge_ms / 1000))
-
-    def _judge_location(self, state: FlowState, location: str) -> Decision:
-        with contextlib.suppress(ValueError):  # else judged as written: unreadable means malformed
-            location = urljoin(state.url, location)
-        suggestion = Suggestion(location, ValueKind.URL, Role.REDIRECT, "Location")
-        decision = judge(b"", state.user, state.policy, fmt=HTTP_REDIRECT, extra=(suggestion,), mx=state.mx)
-        if decision.action is Action.REWRITE:  # the Location is the whole answer: nothing is left
-            decision = replace(decision, action=Action.BLOCK, body=None, reply=GENERIC_BLOCK)
-        return self._judge_hops(state, decision, (suggestion,))
 
     def _judge_hops(self, state: FlowState, decision: Decision, found: Sequence[Suggestion]) -> Decision:
         """Count the redirects an answer sends the client on; remember them for the walk's next hop."""
@@ -446,20 +384,12 @@ class AutodiscoverGuard:
         if not hops or decision.action is Action.BLOCK:
             return decision
         findings = redirect_limit(state.walk, hops, state.policy.limits.max_redirects)
-        decision = fold(decision, findings, state.policy, _block_reply(decision.format))
+        decision = fold(decision, findings, state.policy, answers.block_reply(decision.format))
         if decision.action is not Action.BLOCK:
             now = time.monotonic()
             for _suggestion, key in hops:
                 self.redirects.offer(state.client, key, state.walk.next(key), now)
         return decision
-
-    def _judge_challenge(self, flow: http.HTTPFlow, state: FlowState, decision: Decision) -> Decision:
-        """A Basic challenge from a host the user does not own (or over http) would fetch the password."""
-        assert flow.response is not None
-        challenges = flows.header(flow.response.headers, b"www-authenticate")  # folded: the rule splits at commas
-        finding = request_rules.basic_challenge(state.host, flow.request.scheme, state.user, challenges,
-                                          state.policy.trust)
-        return decision if finding is None else fold(decision, [finding], state.policy, _local_reply(finding))
 
     # -- applying and recording ------------------------------------------------------------------
 
