@@ -136,7 +136,8 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
 
 
 def all_commands() -> dict[str, object]:
-    from guard.cli import _subparsers, build_parser
+    from guard.cli import build_parser
+    from guard.cli_help import subparsers as _subparsers
 
     return dict(_subparsers(build_parser()))
 
