@@ -17,7 +17,7 @@ import urllib3
 
 from bench.proxy import Side, _round, _session, median_ratio
 from bench.servers import Upstream, make_ca, start_mitmdump
-from guard.launch import allow_host_patterns
+from guard.interception import allow_host_patterns
 from guard.policy import default_policy_path, load_policy
 
 URL = "https://www.contoso.com/index.html"

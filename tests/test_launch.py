@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from guard.cli import main
-from guard.launch import allow_host_patterns, mitmdump_argv, pac_text
+from guard.interception import allow_host_patterns, pac_text
+from guard.launch import mitmdump_argv
 from guard.policy import load_policy
 from guard.proxy.endpoints import DISCOVERY_HOST_GLOBS
 from tests.conftest import ROOT

@@ -18,7 +18,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from guard.launch import allow_host_patterns, dns_mode
+from guard.interception import allow_host_patterns
+from guard.launch import dns_mode
 from guard.policy import load_policy
 from tests.conftest import ROOT
 from tests.e2e.support.nsd import Nsd, free_port

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from guard.launch import allow_host_patterns
+from guard.interception import allow_host_patterns
 from guard.policy import load_policy
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.process import stop as stop_process
