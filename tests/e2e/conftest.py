@@ -61,6 +61,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.support.dnsserver import DnsServer
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import LIKE_RUN, GuardProxy, start_guard_proxy
 from tests.e2e.support.secrets import SWEEP
@@ -135,6 +136,14 @@ class _Factory:
     def close(self) -> None:
         for proxy in self.started:
             proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[DnsServer]:
+    """A test DNS server (dnspython) for clients that resolve names themselves (exchangelib, myl-discovery)."""
+    server = DnsServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

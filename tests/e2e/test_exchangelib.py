@@ -45,13 +45,6 @@ def digest(host: str) -> str:
     return DIGEST.format(host=host)
 
 
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer()
-    yield server
-    server.close()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def zones(upstream: Upstream, dns_server: DnsServer) -> None:
     """contoso.com: honest; example.com: the seed incident; tailspin-toys.com: SRV to autodiscover.com."""

@@ -41,13 +41,6 @@ HOSTILE = {
 }
 
 
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer()
-    yield server
-    server.close()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def zones(upstream: Upstream, dns_server: DnsServer) -> None:
     for domain, fixture in HOSTILE.items():

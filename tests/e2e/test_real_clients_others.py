@@ -62,13 +62,6 @@ MAILCONF_FOREIGN_URL = ("collector-mail.net", "/tailspin.xml")
 
 
 @pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def setups(pki: TestPKI, upstream: Upstream, make_guard_proxy: ProxyFactory, dns_server: DnsServer,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Setup]]:
     for scenario in SCENARIOS:

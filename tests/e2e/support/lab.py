@@ -44,6 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from tests.e2e.support.process import stop
+
 ROOT = Path(__file__).resolve().parents[3]
 CLIENTS_NET, INTERNET_NET = "10.18.1", "10.18.2"
 GATEWAY_CLIENT_SIDE, GATEWAY_INTERNET_SIDE = f"{CLIENTS_NET}.1", f"{INTERNET_NET}.1"
@@ -164,17 +166,6 @@ class Lab:
             time.sleep(0.1)
         raise RuntimeError(f"{process.args!r} did not listen on port {port}:\n"
                            + output.read_text(errors="replace")[-4000:])
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM (mitmdump then runs the addon's `done`), SIGKILL if it hangs."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 # -- the fake internet --------------------------------------------------------------------------
