@@ -12,6 +12,7 @@ from guard.proxy.endpoints import (
     ENDPOINTS,
     Endpoint,
     HostMatch,
+    domain_hint,
     is_discovery,
 )
 from tests.conftest import ROOT
@@ -81,3 +82,18 @@ def test_discovery_is_recognised_by_host_and_path(host: str, path: str, accept: 
 ])
 def test_other_traffic_is_not_discovery(host: str, path: str, accept: str) -> None:
     assert not is_discovery(host, path, {"accept": accept})
+
+
+@pytest.mark.parametrize("path", ["/resolve?name=contoso.com&type=TXT", "/dns-query?name=contoso.com.&type=16"])
+def test_a_doh_json_txt_lookup_of_a_domain_is_discovery_for_that_domain(path: str) -> None:
+    assert is_discovery("dns.google", path, {"accept": "application/dns-json"})
+    assert domain_hint("dns.google", path) == ("dns-name", "contoso.com")
+
+
+@pytest.mark.parametrize(("path", "accept"), [
+    ("/resolve?name=contoso.com&type=MX", "application/dns-json"),
+    ("/resolve?name=contoso.com", "application/dns-json"),
+    ("/dns-query?name=contoso.com&type=TXT", "application/dns-message"),
+])
+def test_other_doh_lookups_of_a_plain_domain_are_not_discovery(path: str, accept: str) -> None:
+    assert not is_discovery("dns.google", path, {"accept": accept})

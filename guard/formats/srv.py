@@ -8,6 +8,12 @@ service label (RFC 6186 §3, RFC 8314 §5.1, RFC 6764, MS-OXDISCO §3.1.5.3). A 
 "decidedly not offered" (RFC 2782) and is no suggestion. `Authority`/`Additional` are ignored:
 clients take SRV data from the answer section only.
 
+TXT records (`type` 16) whose text starts with `mailconf=` (myl-discovery, pimalaya's email-lib)
+name the URL of the queried domain's autoconfig document: each URL is a suggestion, judged like a
+redirect for the domain the question names (docs/dns.md). `data` is the record's text as Google
+sends it, or its character-strings in presentation form (`"a" "b"`, Cloudflare), which are joined
+(RFC 7208 §3.3). Rewriting drops only the offending TXT records: SPF and other records stay.
+
 `srv_suggestion` is the same judgement of one record, for the DNS side of the proxy.
 
 Block: a DoH JSON answer with `Status` 5 (REFUSED) and no `Answer`, HTTP 200. A DoH client
@@ -20,15 +26,32 @@ clients switch to another resolver the guard does not see.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from guard.errors import MalformedDocument
-from guard.formats._json import as_obj, drop_items, dump_json, expect, join, load_json, optional, refuse_foreign_keys
+from guard.formats._json import (
+    as_obj,
+    drop_items,
+    dump_json,
+    expect,
+    find_key,
+    join,
+    load_json,
+    optional,
+    refuse_foreign_keys,
+)
 from guard.formats.base import Format
 from guard.model import Locator, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 NAME = "srv"
 SRV = 33  # RFC 2782 RR type
+TXT = 16  # RFC 1035 §3.3.14
+MAILCONF = "mailconf="
+# One character-string in presentation form (RFC 1035 §5.1): quoted, `\"` `\\` `\DDD` escapes.
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"\s*')
+_ESCAPE = re.compile(r"\\(\d{3}|.)")
 
 # Owner name's first label → what the client does with the target.
 _SERVICES = {
@@ -93,19 +116,44 @@ def srv_suggestion(owner: str, data: str, field: str, locator: Locator = ()) -> 
     return Suggestion(target, ValueKind.HOST, role, field, port, transport, locator)
 
 
+def _txt_text(data: str, where: str) -> str:
+    """A TXT record's text: quoted character-strings joined, or `data` itself when unquoted."""
+    if not data.startswith('"'):
+        return data
+    parts, at = [], 0
+    while at < len(data):
+        match = _QUOTED.match(data, at)
+        if match is None:
+            raise MalformedDocument(f"{where}: {data[:80]!r} is not a sequence of quoted character-strings")
+        parts.append(_ESCAPE.sub(lambda m: chr(int(m[1])) if m[1].isdigit() else m[1], match[1]))
+        at = match.end()
+    return "".join(parts)
+
+
+def mailconf_suggestion(data: str, field: str, locator: Locator = ()) -> Suggestion | None:
+    """The URL a TXT record's `mailconf=<URL>` text names, as a suggestion; None for other TXT."""
+    text = _txt_text(data, field)
+    if text[:len(MAILCONF)].lower() != MAILCONF:
+        return None
+    return Suggestion(text[len(MAILCONF):].strip(), ValueKind.URL, Role.AUTODISCOVER, field, locator=locator)
+
+
 def _record(item: Any, path: str, index: int) -> Suggestion | None:
     entry = as_obj(item, path)
     name = expect(entry, "name", path, str)
     rrtype = expect(entry, "type", path, int)
     optional(entry, "TTL", path, int)
     data = expect(entry, "data", path, str)
-    if rrtype != SRV:
-        return None
-    return srv_suggestion(name, data, join(path, "data"), ("Answer", index))
+    if rrtype == SRV:
+        return srv_suggestion(name, data, join(path, "data"), ("Answer", index))
+    if rrtype == TXT:
+        return mailconf_suggestion(data, join(path, "data"), ("Answer", index))
+    return None
 
 
 def parse(body: bytes) -> Parsed:
-    """Read a DoH JSON answer: one suggestion per SRV record with a real target."""
+    """Read a DoH JSON answer: one suggestion per SRV record with a real target and per
+    `mailconf=` TXT record."""
     root = as_obj(load_json(body), "")
     refuse_foreign_keys(root, NAME)
     status = expect(root, "Status", "", int)
@@ -123,9 +171,21 @@ def parse(body: bytes) -> Parsed:
     return Parsed(NAME, tuple(found), error_answer=status != 0 and not found)
 
 
-# Drops the Answer[] entries of the dropped suggestions and re-serialises compactly, as DoH
-# resolvers send it; None when no SRV record with a real target would remain.
-rewrite = drop_items
+def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | None:
+    """Drop the Answer[] entries of the dropped suggestions, re-serialised compactly as DoH
+    resolvers send it. None when no SRV record with a real target would remain; a TXT answer
+    keeps its other records (SPF) even when no `mailconf=` URL remains."""
+    if any(s.kind is ValueKind.HOST for s in parsed.suggestions):
+        return drop_items(body, parsed, drop)
+    present = set(parsed.suggestions)
+    gone = {s.locator[1] for s in drop if s in present}
+    if not gone:
+        return body
+    root = load_json(body)
+    key = find_key(root, "Answer")
+    if key is not None and isinstance(root[key], list):
+        root[key] = [item for i, item in enumerate(root[key]) if i not in gone]
+    return dump_json(root)
 
 _BLOCK = Reply(
     200,

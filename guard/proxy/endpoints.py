@@ -40,9 +40,20 @@ _DOH_PATH = re.compile(r"^/(?:dns-query|resolve)$", re.IGNORECASE)
 _SERVICE_LABELS = re.compile(r"^(?:_[^.]+\.)+")
 
 
+def _txt_name(query: str) -> str | None:
+    """The domain a DoH JSON TXT lookup asks about (`?name=<domain>&type=TXT|16`), else None."""
+    params = dict(parse_qsl(query))
+    name = params.get("name", "")
+    return name.rstrip(".") if params.get("type", "").upper() in ("TXT", "16") and name[:1] not in ("", "_") else None
+
+
 def _doh_lookup(query: str, headers: Mapping[str, str]) -> bool:
-    """DoH JSON lookups of SRV service names (docs/dns.md): `?name=_imaps._tcp.<domain>`."""
-    return "name=_" in query.lower() and "dns-json" in (headers.get("accept", "") + query).lower()
+    """DoH JSON lookups of SRV service names (`?name=_imaps._tcp.<domain>`) and of a domain's TXT
+    records, where `mailconf=` URLs live (docs/dns.md); other DoH queries are not discovery."""
+    if "dns-json" not in (headers.get("accept", "") + query).lower():
+        return False
+    lowered = query.lower()
+    return "name=_" in lowered or ("type=" in lowered and _txt_name(query) is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +102,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              claims_host=True, domain_from="ispdb"),
     Endpoint("v1.ispdb.net", HostMatch.EXACT, _ISPDB_DOC, path=re.compile(r"^/"), claims_host=True,
              domain_from="ispdb"),
-    Endpoint("", HostMatch.ANY, "DNS-over-HTTPS JSON lookups of mail SRV names", path=_DOH_PATH,
+    Endpoint("", HostMatch.ANY, "DNS-over-HTTPS JSON lookups of mail SRV names and TXT mailconf=", path=_DOH_PATH,
              domain_from="dns-name", intercept=False, query=_doh_lookup),
 )
 
@@ -147,6 +158,9 @@ def domain_hint(host: str, path: str) -> tuple[str, str] | None:
     for key, value in parse_qsl(query):
         if key == "name" and value.startswith("_"):
             return "dns-name", _SERVICE_LABELS.sub("", value)
+    txt_name = _txt_name(query) if _DOH_PATH.search(plain) else None
+    if txt_name is not None:
+        return "dns-name", txt_name
     if host.startswith(_DOMAIN_PREFIXES):
         return "host", host.partition(".")[2]
     if claimed is None and host not in _NAMED_HOSTS and any(search(plain) for search in _BARE_PATHS):

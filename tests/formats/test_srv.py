@@ -194,3 +194,53 @@ def test_a_nesting_bomb_is_refused() -> None:
 def test_an_oversized_body_is_refused() -> None:
     with pytest.raises(BodyTooLarge):
         srv.parse(_doh(Comment="x" * MAX_JSON_BYTES))
+
+
+# --- TXT mailconf= records -------------------------------------------------------------------
+
+OWN_MAILCONF = "https://autoconfig.contoso.com/mail/config-v1.1.xml"
+FOREIGN_MAILCONF = "https://collector-mail.net/mail/config-v1.1.xml"
+
+
+def _txt_answer(*texts: str) -> bytes:
+    answers = [{"name": "contoso.com.", "type": 16, "TTL": 300, "data": text} for text in texts]
+    return json.dumps({"Status": 0, "Question": [{"name": "contoso.com.", "type": 16}], "Answer": answers}).encode()
+
+
+@pytest.mark.parametrize("data", [
+    f"mailconf={OWN_MAILCONF}",  # Google: the text as it is
+    f'"mailconf={OWN_MAILCONF}"',  # Cloudflare: one quoted character-string
+    '"mailconf=https://autoconfig.contoso.com" "/mail/config-v1.1.xml"',  # split strings are joined
+    f'"MailConf={OWN_MAILCONF}"',  # the prefix is case-insensitive, as the DNS listener reads it
+])
+def test_a_mailconf_txt_record_is_an_autoconfig_url_suggestion(data: str) -> None:
+    (found,) = srv.parse(_txt_answer(data)).suggestions
+    assert (found.value, found.kind, found.role, found.locator) == (
+        OWN_MAILCONF, ValueKind.URL, Role.AUTODISCOVER, ("Answer", 0))
+
+
+def test_other_txt_records_are_no_suggestion() -> None:
+    assert srv.parse(_txt_answer('"v=spf1 -all"', "google-site-verification=abc")).suggestions == ()
+
+
+@pytest.mark.parametrize("data", ['"mailconf=https://a.contoso.com', '"a" junk', '"x\\"'])
+def test_a_txt_record_with_broken_quoting_is_malformed(data: str) -> None:
+    with pytest.raises(MalformedDocument):
+        srv.parse(_txt_answer(data))
+
+
+def test_rewrite_drops_a_mailconf_record_and_keeps_the_other_txt_records() -> None:
+    body = _txt_answer('"v=spf1 -all"', f'"mailconf={FOREIGN_MAILCONF}"', f'"mailconf={OWN_MAILCONF}"')
+    parsed = srv.parse(body)
+    foreign = [s for s in parsed.suggestions if s.value == FOREIGN_MAILCONF]
+    rewritten = srv.rewrite(body, parsed, foreign)
+    assert rewritten is not None
+    assert [a["data"] for a in json.loads(rewritten)["Answer"]] == ['"v=spf1 -all"', f'"mailconf={OWN_MAILCONF}"']
+
+
+def test_dropping_the_only_mailconf_record_still_leaves_the_spf_record() -> None:
+    body = _txt_answer('"v=spf1 -all"', f'"mailconf={FOREIGN_MAILCONF}"')
+    parsed = srv.parse(body)
+    rewritten = srv.rewrite(body, parsed, parsed.suggestions)
+    assert rewritten is not None
+    assert [a["data"] for a in json.loads(rewritten)["Answer"]] == ['"v=spf1 -all"']
