@@ -24,6 +24,7 @@ set-up. An empty `clientConfig` document would instead be a parse error shown to
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from guard.errors import MalformedDocument
@@ -81,6 +82,8 @@ _LINKS = {
 _WEBMAIL_PAGES = ("loginpage", "loginpageinfo")
 _OAUTH = {"authurl": ValueKind.URL, "tokenurl": ValueKind.URL, "issuer": ValueKind.HOST}
 
+# Thunderbird's JXON turns a text that is a JS number into that number: `<hostname>1e3` is host 1000
+_JS_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 _Found = list[tuple[Element, Suggestion]]
 _Order = dict[Element, int]
 
@@ -124,6 +127,8 @@ def _server(section: Element, path: str, default: Role, order: _Order, out: _Fou
         if not value.strip():
             continue
         if key == "hostname":
+            if _JS_NUMBER.fullmatch(value):
+                raise MalformedDocument(f"{field}: {value.strip()!r} is a number to Thunderbird; use a host name")
             suggestion = Suggestion(value, ValueKind.HOST, role, field, port, transport, locator)
         else:
             suggestion = Suggestion(value, ValueKind.URL, _URLS[key] or role, field, locator=locator)
