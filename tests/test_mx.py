@@ -208,3 +208,27 @@ def test_the_http_addon_awaits_mx_evidence_in_its_response_hook(nsd: Nsd, tmp_pa
         asyncio.run(through())
     assert flow.metadata["guard.would_action"] == "allow"
     assert flow.response is not None and flow.response.content == CLIENT_CONFIG
+
+
+def test_the_shipped_default_policy_turns_mx_evidence_on() -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    assert policy.mx is not None
+
+
+@pytest.mark.parametrize(("fixture", "email"), [
+    ("autoconfig__seed_example_com.xml", "email@example.com"),
+    ("pox__redirect_addr_foreign.xml", "alice@contoso.com"),
+    ("autoconfig__benign_own_domain.xml", "bob@northwind-traders.co.uk"),
+])
+def test_without_dns_the_default_policy_judges_as_with_mx_evidence_off(fixture: str, email: str) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    body = (ROOT / "tests" / "fixtures" / fixture).read_bytes()
+    user = User.from_address(email)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        lookups = MxLookups(MxSettings(resolver=("127.0.0.1", silent.getsockname()[1]), timeout=0.2))
+        failed = lookups.lookup(user.domain)
+    assert failed.error
+    with_failed_lookup = judge(body, user, policy, mx=failed)
+    without = judge(body, user, policy)
+    assert (with_failed_lookup.action, with_failed_lookup.rules) == (without.action, without.rules)

@@ -319,7 +319,8 @@ class AutodiscoverGuard:
                 return None
         if state is None or state.done or flow.response is None:
             return None
-        mx = state.policy.mx if state.user is not None else None
+        # offline (replay, tests driving the hooks by hand) there is no loop to await a lookup on: no MX evidence
+        mx = state.policy.mx if state.user is not None and _event_loop_running() else None
         big = (self.runtime.judges is not None and 200 <= flow.response.status_code < 300
                and len(flow.response.raw_content or b"") > INLINE_BYTES)
         if mx is None and not big:
