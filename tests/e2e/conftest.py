@@ -139,6 +139,14 @@ class _Factory:
 
 
 @pytest.fixture(scope="module")
+def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
+    """One guard proxy per module on the shipped default policy (a module may define its own)."""
+    proxy = make_guard_proxy()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsServer]:
     """A test DNS server (dnspython) for clients that resolve names themselves (exchangelib, myl-discovery)."""
     server = DnsServer()

@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import FIXTURES, ROOT, IndexedFixture, indexed_fixtures, pox_request
-from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.proxy import GuardProxy
 from tests.e2e.support.upstream import Upstream
 
@@ -53,13 +51,6 @@ def routes(upstream: Upstream) -> None:
     for case in CASES:
         upstream.add_route(_host(case), "*", body=case.path.read_bytes(),
                            headers={"content-type": "application/json" if case.file.endswith(".json") else "text/xml"})
-
-
-@pytest.fixture(scope="module")
-def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
-    proxy = make_guard_proxy()
-    yield proxy
-    proxy.stop()
 
 
 def test_the_list_names_only_indexed_fixtures() -> None:

@@ -21,14 +21,12 @@ the probe's Basic challenge passes and the password goes only to the host the us
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support import exchangelib
 from tests.e2e.support.dnsserver import DnsServer
 from tests.e2e.support.proxy import GuardProxy
@@ -60,13 +58,6 @@ def zones(upstream: Upstream, dns_server: DnsServer) -> None:
     dns_server.add_srv("_autodiscover._tcp.tailspin-toys.com", "autodiscover.com", 443)
     upstream.add_route("autodiscover.com", "*", headers=XML, challenge='Basic realm="autodiscover.com"',
                        body=b"<collected/>")
-
-
-@pytest.fixture(scope="module")
-def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
-    proxy = make_guard_proxy()
-    yield proxy
-    proxy.stop()
 
 
 def discover(proxy: GuardProxy, dns_server: DnsServer, email: str, tmp_path: Path) -> dict[str, Any]:

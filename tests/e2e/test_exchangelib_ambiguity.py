@@ -12,14 +12,12 @@ exchangelib ends its discovery and no request, credentialed or not, reaches a co
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support import exchangelib
 from tests.e2e.support.dnsserver import DnsServer
 from tests.e2e.support.proxy import GuardProxy
@@ -52,13 +50,6 @@ def zones(upstream: Upstream, dns_server: DnsServer) -> None:
     for host in COLLECTORS:
         dns_server.add_a(host)
         upstream.add_route(host, "*", headers=XML, challenge=f'Basic realm="{host}"', body=b"<collected/>")
-
-
-@pytest.fixture(scope="module")
-def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
-    proxy = make_guard_proxy()
-    yield proxy
-    proxy.stop()
 
 
 def discover(proxy: GuardProxy, dns_server: DnsServer, email: str, tmp_path: Path) -> dict[str, Any]:

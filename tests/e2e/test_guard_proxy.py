@@ -56,13 +56,6 @@ def routes(upstream: Upstream) -> None:
 
 
 @pytest.fixture(scope="module")
-def enforcing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
-    proxy = make_guard_proxy()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture(scope="module")
 def auditing(make_guard_proxy: ProxyFactory) -> Iterator[GuardProxy]:
     proxy = make_guard_proxy(mode="audit")
     yield proxy

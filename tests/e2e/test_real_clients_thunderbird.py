@@ -22,7 +22,6 @@ remainder accepted; every judged flow is logged once.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -38,7 +37,7 @@ from tests.e2e.conftest import ProxyFactory
 from tests.e2e.support.discovery_sites import HONEST, SCENARIOS, SEED, Internet, Scenario
 from tests.e2e.support.pki import TestPKI
 from tests.e2e.support.proxy import INTERCEPT_ALL, GuardProxy
-from tests.e2e.support.thunderbird import Discovered, HubState, Thunderbird, missing_programs, pac_prefs, proxy_prefs
+from tests.e2e.support.thunderbird import Discovered, HubState, Thunderbird, pac_prefs, proxy_prefs, require_thunderbird
 from tests.e2e.support.upstream import Upstream
 from tests.e2e.test_run_command import CLI, start_run
 
@@ -81,12 +80,7 @@ def setups(pki: TestPKI, upstream: Upstream, make_guard_proxy: ProxyFactory,
 
 @pytest.fixture(scope="module")
 def thunderbird(setups: Setups, pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Thunderbird]:
-    missing = missing_programs()
-    if missing:
-        message = f"{', '.join(missing)} not installed (Debian: apt-get install thunderbird xvfb libnss3-tools)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must have them: .ci/run installs them")
-        pytest.skip(message)
+    require_thunderbird()
     cas = {"guard-run": setups.run.ca_bundle, "guard-mitmdump": pki.proxy_ca_bundle, "origin": pki.origin_ca_bundle}
     client = Thunderbird(tmp_path_factory.mktemp("thunderbird"), proxy_prefs(setups.run.port), cas)
     yield client

@@ -13,7 +13,6 @@ network), and every document goes to it in a single Marionette call.
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from guard.formats import by_name
 from guard.names import User
 from tests.conftest import FIXTURES, indexed_fixtures
-from tests.e2e.support.thunderbird import Thunderbird, missing_programs
+from tests.e2e.support.thunderbird import Thunderbird, require_thunderbird
 from tests.oracles import guard_hosts, host_key
 
 pytestmark = pytest.mark.e2e
@@ -80,12 +79,7 @@ class Reading:
 
 @pytest.fixture(scope="module")
 def thunderbird(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Thunderbird]:
-    missing = missing_programs()
-    if missing:
-        message = f"{', '.join(missing)} not installed (Debian: apt-get install thunderbird xvfb libnss3-tools)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must have them: .ci/run installs them")
-        pytest.skip(message)
+    require_thunderbird()
     client = Thunderbird(tmp_path_factory.mktemp("thunderbird-oracle"), {}, {})
     yield client
     client.close()

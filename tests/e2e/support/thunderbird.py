@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.support.process import stop as stop_process
 
 PrefValue = bool | int | str
@@ -302,4 +304,14 @@ def _start_xvfb(workdir: Path) -> XDisplay:
 def missing_programs() -> list[str]:
     """System programs this harness needs that are not on PATH."""
     return [name for name in (THUNDERBIRD, "Xvfb", "certutil") if shutil.which(name) is None]
+
+
+def require_thunderbird() -> None:
+    """Skip the test when a program the harness needs is missing; fail instead under CI=true (.ci/run installs them)."""
+    missing = missing_programs()
+    if missing:
+        message = f"{', '.join(missing)} not installed (Debian: apt-get install thunderbird xvfb libnss3-tools)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must have them: .ci/run installs them")
+        pytest.skip(message)
 
