@@ -15,16 +15,16 @@ from guard.formats._xml import (
     Element,
     Name,
     Span,
-    element_spans,
     name,
     named_children,
     ordinals,
     read_xml,
+    spans_of,
     splice,
     text,
 )
 from guard.formats.base import port_text
-from guard.model import Reply, Role, Suggestion, Transport, ValueKind
+from guard.model import Parsed, Reply, Role, Suggestion, Transport, ValueKind
 
 # formats.md §1.3: both POX namespaces are http://, never the https:// printed in Microsoft's docs.
 BASE_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
@@ -70,16 +70,20 @@ def read_port(element: Element, field: str) -> int | None:
     return port_text(value, field)
 
 
-class Found:
-    """Suggestions in document order, each with the ordinal of the settings container it belongs
-    to (POX `Protocol`, mobilesync `Server`, SOAP `UserSetting`) or None when it is no setting
-    (redirects, mailbox references)."""
+NO_CONTAINER = -1
 
-    __slots__ = ("items", "order")
+
+class Found:
+    """Suggestions in document order. Each locator is `(unit, container)`: the ordinals of the
+    element a rewrite cuts to drop the suggestion and of the settings container it belongs to
+    (POX `Protocol`, mobilesync `Server`, SOAP `UserSetting`), `NO_CONTAINER` when it is no setting
+    (redirects, mailbox references). So `cut` needs only the parsed suggestions, not a second walk."""
+
+    __slots__ = ("order", "suggestions")
 
     def __init__(self, root: Element) -> None:
         self.order = ordinals(root)
-        self.items: list[tuple[Suggestion, int | None]] = []
+        self.suggestions: list[Suggestion] = []
 
     def add(
         self,
@@ -101,12 +105,8 @@ class Found:
         if kind is None:
             kind = ValueKind.URL if "://" in value else ValueKind.HOST
         order = self.order
-        suggestion = Suggestion(value, kind, role, field, port, transport, (order[unit],))
-        self.items.append((suggestion, None if container is None else order[container]))
-
-    @property
-    def suggestions(self) -> tuple[Suggestion, ...]:
-        return tuple(s for s, _ in self.items)
+        locator = (order[unit], NO_CONTAINER if container is None else order[container])
+        self.suggestions.append(Suggestion(value, kind, role, field, port, transport, locator))
 
 
 def mailbox(reference: Element, path: str, unit: Element, out: Found) -> None:
@@ -178,12 +178,12 @@ def once(children: Sequence[tuple[Element, Name, str]], singletons: frozenset[st
 
 
 def cut(
-    body: bytes, found: Found, drop: Sequence[Suggestion], usable: Callable[[Suggestion], bool] | None = None
+    body: bytes, parsed: Parsed, drop: Sequence[Suggestion], usable: Callable[[Suggestion], bool] | None = None
 ) -> bytes | None:
     """Splice out the units of `drop`; None when that is no safe answer.
 
     None when a redirect is dropped (a redirect answer has nothing else in it), when a dropped
-    suggestion is not one of `found` (what cannot be located cannot be removed), or when no
+    suggestion is not one of `parsed` (what cannot be located cannot be removed), or when no
     setting (none that is `usable`, if given) would remain. A container left without any
     suggestion goes too, so no empty `Protocol`/`UserSetting` shell reaches the client.
     """
@@ -191,24 +191,27 @@ def cut(
         return body
     if any(s.role is Role.REDIRECT for s in drop):
         return None
-    if not {s.locator for s in drop} <= {s.locator for s, _ in found.items}:
+    settings = [s for s in parsed.suggestions if s.locator[1] != NO_CONTAINER]
+    if not {s.locator for s in drop} <= {s.locator for s in parsed.suggestions}:
         return None
-    spans = element_spans(body)
+    wanted = {int(s.locator[0]) for s in drop}
+    for s in settings:
+        wanted.update((int(s.locator[0]), int(s.locator[1])))
+    spans = spans_of(body, wanted)
 
     def span(suggestion: Suggestion) -> Span:
         return spans[int(suggestion.locator[0])]
 
     members: dict[Span, list[Span]] = {}
-    for suggestion, container in found.items:
-        if container is not None:
-            members.setdefault(spans[container], []).append(span(suggestion))
+    for suggestion in settings:
+        members.setdefault(spans[int(suggestion.locator[1])], []).append(span(suggestion))
     cuts = [span(s) for s in drop]
     cover = _Cover(cuts)
     for outer, inside in members.items():
         if all(cover.holds(inner) for inner in inside):
             cuts.append(outer)
     cover = _Cover(cuts)
-    kept = [s for s, container in found.items if container is not None and not cover.holds(span(s))]
+    kept = [s for s in settings if not cover.holds(span(s))]
     if not any(usable is None or usable(s) for s in kept):
         return None
     return splice(body, cuts)

@@ -76,7 +76,7 @@ def _read(body: bytes) -> tuple[Found, bool]:
 def parse(body: bytes) -> Parsed:
     """Read a mobilesync answer completely, or raise `UntrustedInputError`."""
     found, error = _read(body)
-    return Parsed(NAME, found.suggestions, error_answer=error and not found.items)
+    return Parsed(NAME, tuple(found.suggestions), error_answer=error and not found.suggestions)
 
 
 def _syncs(suggestion: Suggestion) -> bool:
@@ -85,7 +85,7 @@ def _syncs(suggestion: Suggestion) -> bool:
 
 def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | None:
     """Remove the `Server`s holding `drop`; None for a redirect or when no MobileSync server remains."""
-    return cut(body, _read(body)[0], drop, _syncs)
+    return cut(body, parsed, drop, _syncs)
 
 
 _BLOCK = error_reply(MOBILESYNC_NS, 600, "Invalid Request")

@@ -170,12 +170,12 @@ def _read(body: bytes) -> tuple[Found, bool]:
 def parse(body: bytes) -> Parsed:
     """Read a POX Outlook answer completely, or raise `UntrustedInputError`."""
     found, error = _read(body)
-    return Parsed(NAME, found.suggestions, error_answer=error and not found.items)
+    return Parsed(NAME, tuple(found.suggestions), error_answer=error and not found.suggestions)
 
 
 def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | None:
     """Remove the units holding `drop`; None for a redirect or when no Protocol would remain."""
-    return cut(body, _read(body)[0], drop)
+    return cut(body, parsed, drop)
 
 
 _BLOCK = error_reply(None, 500, "The email address can't be found.")

@@ -320,12 +320,12 @@ def _read(body: bytes) -> tuple[Found, bool]:
 def parse(body: bytes) -> Parsed:
     """Read a GetUserSettings/GetDomainSettings answer completely, or raise `UntrustedInputError`."""
     found, error = _read(body)
-    return Parsed(NAME, found.suggestions, error_answer=error and not found.items)
+    return Parsed(NAME, tuple(found.suggestions), error_answer=error and not found.suggestions)
 
 
 def rewrite(body: bytes, parsed: Parsed, drop: Sequence[Suggestion]) -> bytes | None:
     """Remove the settings holding `drop`; None for a redirect or when no setting would remain."""
-    return cut(body, _read(body)[0], drop)
+    return cut(body, parsed, drop)
 
 
 _BLOCK = Reply(

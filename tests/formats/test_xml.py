@@ -16,6 +16,7 @@ from guard.formats._xml import (
     name,
     named_children,
     read_xml,
+    spans_of,
     text,
 )
 from tests.conftest import FIXTURES
@@ -99,6 +100,16 @@ def test_each_span_is_the_element_at_the_same_ordinal_of_the_tree(name_: str) ->
         closing = re.search(rb"</([\w.:-]+)\s*>$", chunk)
         assert opening is not None and opening.group(1).rpartition(b":")[2] == local, chunk[:40]
         assert chunk.endswith(b"/>") or (closing is not None and closing.group(1).rpartition(b":")[2] == local)
+
+
+@pytest.mark.parametrize("name_", READABLE)
+def test_spans_of_wanted_ordinals_are_those_of_the_full_span_list_and_no_others(name_: str) -> None:
+    body = (FIXTURES / name_).read_bytes()
+    allow = _doctype_allowed(name_)
+    every = element_spans(body, allow_doctype=allow)
+    wanted = set(range(0, len(every) + 3, 3))  # every third ordinal, and some past the last element
+    assert spans_of(body, wanted, allow_doctype=allow) == {i: every[i] for i in wanted if i < len(every)}
+    assert spans_of(body, (), allow_doctype=allow) == {}
 
 
 def test_spans_skip_a_greater_than_sign_inside_quoted_attribute_values() -> None:
