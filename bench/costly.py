@@ -74,7 +74,6 @@ _STREAM_KIB = 8 * 1024  # per size and action: a stream of answers adding up to 
 @contextmanager
 def _frozen_start_up() -> Iterator[None]:
     """The heap as the proxy has it once running: start-up objects out of the collector's reach."""
-    gc.collect()
     gc.freeze()
     try:
         yield
