@@ -28,9 +28,10 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from guard.engine import GENERIC_BLOCK, judge
-from guard.formats import Format, srv
-from guard.model import Action, Decision, Parsed, Role, Suggestion, ValueKind
+from guard.engine import judge
+from guard.formats import srv
+from guard.formats.base import extras_only
+from guard.model import Action, Decision
 from guard.mx import MxAnswer
 from guard.names import User
 from guard.policy import Policy
@@ -43,15 +44,9 @@ MAIL_SERVICES = frozenset({
 SRV = 33
 TXT = 16
 ANY = 255
-MAILCONF = b"mailconf="
-
-
-def _no_body_suggestions(_body: bytes) -> Parsed:
-    return Parsed("txt-mailconf", ())
-
 
 # TXT answers carry their suggestions outside any body: judged as extras, dropped record by record.
-TXT_MAILCONF = Format("txt-mailconf", _no_body_suggestions, lambda body, _parsed, _drop: body, lambda: GENERIC_BLOCK)
+TXT_MAILCONF = extras_only("txt-mailconf", body_survives=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +149,9 @@ def judge_mailconf(qname: str, qtype: int, answers: Sequence[Record], policy: Po
     """
     if qtype not in (TXT, ANY):
         return None
-    found = [(i, txt_text(r.rdata)) for i, r in enumerate(answers) if r.rtype == TXT]
-    urls = [Suggestion(text[len(MAILCONF):].decode("utf-8", "replace").strip(), ValueKind.URL, Role.AUTODISCOVER,
-                       "TXT mailconf", locator=("Answer", i))
-            for i, text in found if text[:len(MAILCONF)].lower() == MAILCONF]
+    found = (srv.mailconf_suggestion(txt_text(r.rdata).decode("utf-8", "replace"), "TXT mailconf", ("Answer", i))
+             for i, r in enumerate(answers) if r.rtype == TXT)
+    urls = [url for url in found if url is not None]
     if not urls:
         return None
     user = User.for_domain(qname.rstrip("."), strict=False)

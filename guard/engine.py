@@ -15,15 +15,13 @@ from guard import rules
 from guard.budget import UNLIMITED, Budget, OverBudget
 from guard.errors import UntrustedInputError
 from guard.formats import Format, detect
+from guard.formats.base import GENERIC_BLOCK
 from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, Transport, ValueKind
 from guard.mx import MxAnswer, mx_evidence
 from guard.names import InvalidHost, User, target_of
 from guard.ownership import owner_evidence
 from guard.policy import Policy
 from guard.rules import RuleAction
-
-# What a client gets when the guard cannot tell the format: a plain refusal.
-GENERIC_BLOCK = Reply(403, "text/plain; charset=utf-8", b"Blocked by autodiscover-guard.\n")
 
 _SEVERITY = {RuleAction.OFF: 0, RuleAction.WARN: 1, RuleAction.REWRITE: 2, RuleAction.BLOCK: 3}
 _ACTION = {0: Action.ALLOW, 1: Action.WARN, 2: Action.REWRITE, 3: Action.BLOCK}

@@ -10,6 +10,9 @@ from guard.model import Parsed, Reply, Suggestion
 
 MAX_PORT = 65535  # TCP ports are 16-bit
 
+# What a client gets when the guard cannot tell the format, or a format has no block of its own.
+GENERIC_BLOCK = Reply(403, "text/plain; charset=utf-8", b"Blocked by autodiscover-guard.\n")
+
 
 def port_text(value: str, field: str) -> int:
     """A port written as decimal digits (POX `Port`, autoconfig `port`), else MalformedDocument."""
@@ -44,3 +47,21 @@ class Format:
     # so hosts cannot leak around the body
     sensitive_headers: tuple[str, ...] = ()
     header_suggestions: Callable[[Mapping[str, str]], tuple[Suggestion, ...]] = no_header_suggestions
+
+
+def extras_only(name: str, *, body_survives: bool) -> Format:
+    """A format for answers whose suggestions all sit outside a body (a redirect's `Location`, TXT
+    records), judged by passing them to the engine as `extra`: the body holds no suggestion, and a
+    rewrite either keeps it (`body_survives`: the caller drops the offending records itself) or
+    leaves nothing (the suggestion was the whole answer)."""
+
+    def parse(_body: bytes) -> Parsed:
+        return Parsed(name, ())
+
+    def rewrite(body: bytes, _parsed: Parsed, _drop: Sequence[Suggestion]) -> bytes | None:
+        return body if body_survives else None
+
+    def block() -> Reply:
+        return GENERIC_BLOCK
+
+    return Format(name, parse, rewrite, block)

@@ -130,10 +130,14 @@ def _txt_text(data: str, where: str) -> str:
     return "".join(parts)
 
 
-def mailconf_suggestion(data: str, field: str, locator: Locator = ()) -> Suggestion | None:
-    """The URL a TXT record's `mailconf=<URL>` text names, as a suggestion; None for other TXT."""
-    text = _txt_text(data, field)
-    if text[:len(MAILCONF)].lower() != MAILCONF:
+def mailconf_suggestion(text: str, field: str, locator: Locator = ()) -> Suggestion | None:
+    """The URL a TXT record's `mailconf=<URL>` names, as a suggestion; None for other TXT.
+
+    `text` is the record's character-strings joined (from DoH JSON's presentation form here, from
+    the wire in `guard.dnsjudge`); the prefix is ASCII, matched case-insensitively.
+    """
+    prefix = text[:len(MAILCONF)]
+    if not (prefix.isascii() and prefix.lower() == MAILCONF):
         return None
     return Suggestion(text[len(MAILCONF):].strip(), ValueKind.URL, Role.AUTODISCOVER, field, locator=locator)
 
@@ -147,7 +151,8 @@ def _record(item: Any, path: str, index: int) -> Suggestion | None:
     if rrtype == SRV:
         return srv_suggestion(name, data, join(path, "data"), ("Answer", index))
     if rrtype == TXT:
-        return mailconf_suggestion(data, join(path, "data"), ("Answer", index))
+        field = join(path, "data")
+        return mailconf_suggestion(_txt_text(data, field), field, ("Answer", index))
     return None
 
 

@@ -7,39 +7,26 @@ may run in one of the runtime's threads (guard/proxy/addon.py decides where it r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import urljoin
 
 from mitmproxy import http
 
 from guard.budget import Budget
-from guard.engine import GENERIC_BLOCK, fold, judge
+from guard.engine import fold, judge
 from guard.errors import UntrustedInputError
-from guard.formats import Format, by_name, detect, hint
-from guard.model import Action, Decision, Finding, Parsed, Reply, Role, Suggestion, ValueKind
+from guard.formats import by_name, detect, hint
+from guard.formats.base import GENERIC_BLOCK, extras_only
+from guard.model import Action, Decision, Finding, Reply, Role, Suggestion, ValueKind
 from guard.policy import Policy
 from guard.proxy import flows
 from guard.proxy.record import FlowState
 from guard.rules import MALFORMED
 from guard.rules import request as request_rules
 
-
-def _no_suggestions(_body: bytes) -> Parsed:
-    return Parsed("http-redirect", ())
-
-
-def _nothing_left(_body: bytes, _parsed: Parsed, _drop: Sequence[Suggestion]) -> bytes | None:
-    return None
-
-
-def _generic_block() -> Reply:
-    return GENERIC_BLOCK
-
-
 # A 30x whose only suggestion is its Location header (docs/formats.md, redirects): judged through
 # the engine like any answer, the Location passed as an extra suggestion.
-HTTP_REDIRECT = Format("http-redirect", _no_suggestions, _nothing_left, _generic_block)
+HTTP_REDIRECT = extras_only("http-redirect", body_survives=False)
 
 
 def block_reply(format_name: str) -> Reply:

@@ -6,7 +6,7 @@ from mitmproxy import ctx, dns, http
 from mitmproxy.net.dns import response_codes
 
 from guard.dnsjudge import DnsVerdict
-from guard.engine import GENERIC_BLOCK
+from guard.formats.base import GENERIC_BLOCK
 from guard.model import Action, Decision
 from guard.redact import redact_text
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from mitmproxy import dns, http
 
-from guard.engine import GENERIC_BLOCK, fold_error
+from guard.engine import fold_error
+from guard.formats.base import GENERIC_BLOCK
 from guard.log import Event, FlowFacts, console_line, decision_record
 from guard.model import Action, Decision
 from guard.mx import MxAnswer
