@@ -28,6 +28,15 @@ from guard.formats import Format
 from guard.names import InvalidHost, User, normalise_host, target_of
 
 
+def _url_host(url: str) -> str | None:
+    """The host key of a URL as urllib3 reads it; None when it has no host or does not parse."""
+    try:
+        host = parse_url(url).host
+    except ValueError:
+        return None
+    return host_key(host) if host else None
+
+
 def host_key(host: str) -> str:
     """A host as the guard names it: A-labels, or an IP literal's canonical text."""
     text = host.strip().strip("[]").rstrip(".")
@@ -71,14 +80,7 @@ def exchangelib_soap_hosts(body: bytes) -> set[str] | None:
             if len(parts) > 1:
                 hosts.add(host_key(parts[1]))
         ews_url = (response.user_settings or {}).get("external_ews_url")
-        for url in (response.redirect_url, ews_url):
-            if url:
-                try:
-                    host = parse_url(url).host
-                except ValueError:
-                    continue
-                if host:
-                    hosts.add(host_key(host))
+        hosts.update(host for url in (response.redirect_url, ews_url) if url and (host := _url_host(url)) is not None)
     return hosts
 
 
@@ -127,12 +129,8 @@ def plistlib_hosts(plist: bytes) -> set[str] | None:
     for value in _host_values(profile.get("PayloadContent", [])):
         text = value.strip()
         if "://" in text:
-            try:
-                host = parse_url(text).host
-            except ValueError:
-                continue
-            if host:
-                hosts.add(host_key(host))
+            if (host := _url_host(text)) is not None:
+                hosts.add(host)
         elif not text.startswith("/"):
             hosts.add(host_key(text))
     return hosts

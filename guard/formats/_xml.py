@@ -195,7 +195,8 @@ def _indexed_children(parent: Element, prefix: str) -> list[tuple[Element, Name,
 
 
 class _SpanBuilder:
-    """Expat callbacks that record each element's byte span and enforce the depth cap.
+    """Expat callbacks that count elements, record the byte spans of the wanted ones (all when
+    `wanted` is None) and enforce the depth cap.
 
     The handlers are closures over locals rather than methods: attribute lookups on `self`
     were a third of the parse time.

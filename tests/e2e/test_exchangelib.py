@@ -39,18 +39,28 @@ PASSWORD = "Corr3ct-Horse-exchangelib-secret"
 DIGEST = 'Digest realm="{host}", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", qop="auth", algorithm=MD5'
 
 
+# The honest answer moved to adatum.com, with its IMAP setting pointing at a stranger: the guard
+# cuts that UserSetting (Exchange rewrite from the parsed locators) and leaves the rest as it was.
+_IMAP = b"<Hostname>%s</Hostname>\n                    <Port>993"
+PARTLY_FOREIGN = (FIXTURES / "soap__benign_own_domain.xml").read_bytes().replace(
+    b"contoso.com", b"adatum.com").replace(_IMAP % b"mail.adatum.com", _IMAP % b"imap.collector-mail.net")
+
+
 def digest(host: str) -> str:
     return DIGEST.format(host=host)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def zones(upstream: Upstream, dns_server: DnsServer) -> None:
-    """contoso.com: honest; example.com: the seed incident; tailspin-toys.com: SRV to autodiscover.com."""
-    for name in ("contoso.com", "autodiscover.contoso.com", "example.com", "autodiscover.example.com",
-                 "tailspin-toys.com", "autodiscover.com"):
+    """contoso.com: honest; adatum.com: honest but for a foreign IMAP setting; example.com: the seed
+    incident; tailspin-toys.com: SRV to autodiscover.com."""
+    for name in ("contoso.com", "autodiscover.contoso.com", "adatum.com", "autodiscover.adatum.com",
+                 "example.com", "autodiscover.example.com", "tailspin-toys.com", "autodiscover.com"):
         dns_server.add_a(name)
     upstream.add_route("autodiscover.contoso.com", SVC, headers=XML, challenge='Basic realm="autodiscover.contoso.com"',
                        body=(FIXTURES / "soap__benign_own_domain.xml").read_bytes())
+    upstream.add_route("autodiscover.adatum.com", SVC, headers=XML, challenge='Basic realm="autodiscover.adatum.com"',
+                       body=PARTLY_FOREIGN)
     upstream.add_route("autodiscover.example.com", SVC, headers=XML, challenge=digest("autodiscover.example.com"),
                        body=(FIXTURES / "soap__seed_example_com.xml").read_bytes())
     # The 2021 leak: no autodiscover.tailspin-toys.com, an SRV record naming a stranger's host that asks
@@ -88,6 +98,19 @@ def test_exchangelib_discovers_the_honest_ews_url(enforcing: GuardProxy, dns_ser
     assert sent and all(value.startswith("Basic ") for value in sent)
     log = written(enforcing)
     assert PASSWORD not in log and not any(value in log for value in sent)
+
+
+def test_exchangelib_reads_the_answer_with_its_foreign_setting_cut_out(enforcing: GuardProxy, dns_server: DnsServer,
+                                                                      tmp_path: Path) -> None:
+    assert PARTLY_FOREIGN.count(b"imap.collector-mail.net") == 1
+    before = len(enforcing.decisions())
+    outcome = discover(enforcing, dns_server, "gail@adatum.com", tmp_path)
+    assert outcome == {"ews_url": "https://mail.adatum.com/EWS/Exchange.asmx", "api_version": "Exchange2016",
+                       "smtp_address": "alice@adatum.com"}
+    rewritten = enforcing.wait_for(lambda: [d for d in decisions_for(enforcing, "autodiscover.adatum.com", before)
+                                            if d["action"] == "rewrite"], what="the rewrite")
+    assert [(d["format"], d["rules"]) for d in rewritten] == [("soap", ["foreign-host"])]
+    assert [f["host"] for f in rewritten[0]["findings"]] == ["imap.collector-mail.net"]
 
 
 def test_exchangelib_is_refused_the_seed_incident_answer(enforcing: GuardProxy, dns_server: DnsServer,

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -117,9 +117,15 @@ def guards(make_guard_proxy: ProxyFactory) -> Iterator[tuple[GuardProxy, GuardPr
 @pytest.fixture(scope="module")
 def balancer(haproxy_binary: str, guards: tuple[GuardProxy, GuardProxy],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
+    yield from _haproxy(tmp_path_factory, "haproxy", loopback_config, guards)
+
+
+def _haproxy(tmp_path_factory: pytest.TempPathFactory, folder: str, config_for: Callable[[int, int, int], str],
+             guards: tuple[GuardProxy, GuardProxy]) -> Iterator[HAProxy]:
+    """HAProxy on a free port in front of both guards, configured by `config_for(port, first, second)`."""
     port = free_port()
-    config = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
-    config.write_text(loopback_config(port, guards[0].port, guards[1].port))
+    config = tmp_path_factory.mktemp(folder) / "haproxy.cfg"
+    config.write_text(config_for(port, guards[0].port, guards[1].port))
     server = HAProxy(config, port)
     yield server
     server.stop()
@@ -212,12 +218,7 @@ def sticky_balancer(haproxy_binary: str, guards: tuple[GuardProxy, GuardProxy], 
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
     upstream.add_route(WALK_FIRST, POX, status=302, headers={"location": f"https://{WALK_NEXT}{POX}"})
     upstream.add_route(WALK_NEXT, POX, headers=XML, body=(FIXTURES / "pox__benign_onprem_exchange.xml").read_bytes())
-    port = free_port()
-    config = tmp_path_factory.mktemp("haproxy-sticky") / "haproxy.cfg"
-    config.write_text(shipped_config_on_ports(port, guards[0].port, guards[1].port))
-    server = HAProxy(config, port)
-    yield server
-    server.stop()
+    yield from _haproxy(tmp_path_factory, "haproxy-sticky", shipped_config_on_ports, guards)
 
 
 def test_a_redirect_walk_through_haproxy_keeps_the_original_user_across_connections(
